@@ -1,0 +1,8 @@
+"""optimlab: every deep-learning optimizer, verified against its reference, and a lab to
+compare them on real problems."""
+
+from . import optim
+from .optim import Optimizer
+
+__version__ = "0.1.0"
+__all__ = ["optim", "Optimizer", "__version__"]

@@ -1,0 +1,31 @@
+"""Optimizers: torch.optim-compatible, built from a small algebra of gradient transformations.
+
+``optimlab.optim.Adam(params)`` is a drop-in for ``torch.optim.Adam(params)``;
+``flavor="keras"`` reproduces Keras 3; :mod:`optimlab.optim.transforms` builds new ones.
+"""
+
+from . import transforms
+from .ftrl import Ftrl
+from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
+from .transforms import chain
+from .zoo import (
+    REGISTRY,
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    Nadam,
+    Nadamax,
+    RMSprop,
+    get,
+    names,
+)
+
+__all__ = [
+    "Optimizer", "transforms", "chain", "get", "names", "REGISTRY", "FLAVORS", "ENGINES",
+    "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
+    "NAdam", "Nadam", "Nadamax", "Ftrl",
+]

@@ -1,0 +1,296 @@
+"""The optimizer base: a ``torch.optim.Optimizer`` that runs a chain of transforms per parameter.
+
+Everything that is not an algorithm's own math lives here, once: gradient accumulation, the
+non-finite policy, clipping, ``maximize``, coupled (L2) and decoupled weight decay, flavors,
+hyper-parameter validation and the state-dict extras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .transforms import Chain, Interval, Transform, chain
+
+__all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
+
+FLAVORS = ("torch", "keras")
+ENGINES = ("auto", "reference")
+NONFINITE_POLICIES = ("ignore", "skip", "raise")
+
+#: Per-tensor and global norm clipping follow torch.nn.utils.clip_grad_norm_ (ε = 1e-6 added to
+#: the norm) in the torch flavor and Keras' clip_by_norm / clip_by_global_norm (no ε) otherwise.
+_CLIP_EPS = {"torch": 1e-6, "keras": 0.0}
+
+#: Options every optimizer takes, with their defaults; those in ``_GROUP_OPTIONS`` live in the
+#: param groups (as in torch), the rest on the optimizer.
+_COMMON = {"weight_decay": 0.0, "decoupled_weight_decay": False, "maximize": False}
+_GROUP_RANGES = {"weight_decay": "[0, inf)"}
+
+
+def _scalar_dtype() -> torch.dtype:
+    """torch's dtype for ``state["step"]``: float64 under a float64 default, else float32."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+
+
+def _check_positive_or_none(name: str, value: Any) -> None:
+    if value is not None:
+        Interval.parse("(0, inf)").check(name, value)
+
+
+class _RealView(MutableMapping):
+    """A parameter's state seen through ``torch.view_as_real`` (for complex parameters)."""
+
+    def __init__(self, state: MutableMapping[str, Tensor]):
+        self._state = state
+
+    def __getitem__(self, key: str) -> Tensor:
+        value = self._state[key]
+        return torch.view_as_real(value) if value.is_complex() else value
+
+    def __setitem__(self, key: str, value: Tensor) -> None:
+        self._state[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._state[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+
+class Optimizer(torch.optim.Optimizer):
+    r"""A ``torch.optim.Optimizer`` whose update rule is a chain of transforms.
+
+    For every parameter with a gradient, one call of :meth:`step` does
+
+    1. gradient accumulation: with ``gradient_accumulation_steps=k`` the first k−1 calls only
+       add the gradient to a buffer; the k-th uses the mean of the k gradients (as Keras);
+    2. the non-finite policy: ``"ignore"`` (torch's behaviour), ``"skip"`` (leave parameters and
+       state untouched and count the step in :attr:`skipped_steps`) or ``"raise"``;
+    3. clipping: ``clipnorm`` (each tensor's norm), ``global_clipnorm`` (the norm of all
+       gradients together) or ``clipvalue`` (each element), at most one of them;
+    4. ``maximize`` (ascend), then weight decay: coupled (L2, :math:`g \leftarrow g + \lambda p`)
+       or decoupled (:math:`p \leftarrow p(1 - \eta\lambda)`, Loshchilov & Hutter, ICLR 2019);
+    5. the chain: :math:`p \leftarrow p - \text{chain}(g)`.
+
+    The named optimizers in :mod:`optimlab.optim` are subclasses that fix the chain and the
+    defaults; this class also builds new ones directly::
+
+        from optimlab.optim import Optimizer, transforms as T
+        opt = Optimizer(model.parameters(),
+                        T.chain(T.AverageGradient(), T.Adapt(bias_correction=True),
+                                T.LearningRate()),
+                        lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+
+    Args:
+        params: parameters or param groups, as for any ``torch.optim.Optimizer``.
+        transforms: the chain (or a list of transforms); a subclass supplies its own.
+        flavor: ``"torch"`` or ``"keras"``: whose defaults and conventions to reproduce.
+        engine: how the chain is executed; ``"reference"`` (one tensor at a time) or ``"auto"``.
+        maximize: maximize the objective instead of minimizing it.
+        weight_decay: the decay coefficient λ ≥ 0.
+        decoupled_weight_decay: decoupled (AdamW-style) instead of coupled L2 decay.
+        clipnorm, global_clipnorm, clipvalue: clipping thresholds (> 0) or None.
+        gradient_accumulation_steps: k ≥ 1 micro-batches per update.
+        nonfinite: ``"ignore"``, ``"skip"`` or ``"raise"``.
+        foreach, fused: accepted for drop-in compatibility with torch.optim; the engine decides.
+        capturable, differentiable: accepted for compatibility; only ``False`` is supported.
+        **hyperparameters: the hyper-parameters the chain reads (``lr``, ``betas``, ...).
+    """
+
+    #: flavor → default hyper-parameters; subclasses fill it in.
+    DEFAULTS: Mapping[str, Mapping[str, Any]] = {"torch": {}, "keras": {}}
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        transforms: Chain | Sequence[Transform] | None = None,
+        *,
+        flavor: str = "torch",
+        engine: str = "auto",
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        gradient_accumulation_steps: int = 1,
+        nonfinite: str = "ignore",
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        **hyperparameters: Any,
+    ):
+        _check_choice("flavor", flavor, FLAVORS)
+        _check_choice("engine", engine, ENGINES)
+        _check_choice("nonfinite", nonfinite, NONFINITE_POLICIES)
+        for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                            ("global_clipnorm", global_clipnorm)):
+            _check_positive_or_none(name, value)
+        given = [n for n, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                ("global_clipnorm", global_clipnorm)) if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"at most one of clipnorm, clipvalue, global_clipnorm may be set, "
+                             f"got {', '.join(given)}")
+        if (isinstance(gradient_accumulation_steps, bool)
+                or not isinstance(gradient_accumulation_steps, int)
+                or gradient_accumulation_steps < 1):
+            raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps!r} must "
+                             f"be an integer >= 1")
+        for name, value in (("capturable", capturable), ("differentiable", differentiable)):
+            if value:
+                raise ValueError(f"{name}={value!r} is not supported by optimlab optimizers; "
+                                 f"allowed: False")
+        if transforms is None:
+            transforms = self.transforms(flavor)
+        self.chain: Chain = transforms if isinstance(transforms, Chain) else chain(*transforms)
+        self.flavor = flavor
+        self.engine = "reference" if engine == "auto" else engine
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.nonfinite = nonfinite
+        #: how many steps the ``"skip"`` policy has skipped.
+        self.skipped_steps = 0
+        self._micro_step = 0
+        defaults = {**_COMMON, **self.DEFAULTS.get(flavor, {})}
+        defaults.update({k: v for k, v in hyperparameters.items() if v is not None})
+        super().__init__(params, defaults)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        """The chain of this optimizer in the given flavor (subclasses override)."""
+        raise TypeError(f"{cls.__name__} needs a chain of transforms: "
+                        f"Optimizer(params, transforms=[...], **hyperparameters)")
+
+    # ----------------------------------------------------------------- param groups and state
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._validate(self.param_groups[-1])
+
+    def _validate(self, group: Mapping[str, Any]) -> None:
+        for key, interval in _GROUP_RANGES.items():
+            Interval.parse(interval).check(key, group[key])
+        self.chain.validate(group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # a state dict from torch.optim lacks our keys
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's format, plus ``"optimlab"``: the accumulation and skip counters."""
+        state = super().state_dict()
+        state["optimlab"] = {"micro_step": self._micro_step, "skipped_steps": self.skipped_steps}
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        extras = state_dict.pop("optimlab", {})
+        super().load_state_dict(state_dict)
+        self._micro_step = extras.get("micro_step", 0)
+        self.skipped_steps = extras.get("skipped_steps", 0)
+
+    # --------------------------------------------------------------------------------- step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one update (or one micro-step of gradient accumulation).
+
+        Args:
+            closure: re-evaluates the model and returns the loss (optional).
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        pairs = [(group, p) for group in self.param_groups for p in group["params"]
+                 if p.grad is not None]
+        grads = [p.grad for _, p in pairs]
+        for g in grads:
+            if g.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; "
+                                   f"use a dense embedding (sparse=False) or torch.optim.SparseAdam")
+        if self.gradient_accumulation_steps > 1:
+            grads = self._accumulate([p for _, p in pairs], grads)
+            if grads is None:
+                return loss
+        if self.nonfinite != "ignore" and grads and not self._all_finite(grads):
+            if self.nonfinite == "raise":
+                raise FloatingPointError(
+                    f"{type(self).__name__}.step: a gradient contains NaN or Inf "
+                    f"(nonfinite='raise'); parameters and state were not changed")
+            self.skipped_steps += 1
+            return loss
+        grads = self._clip(grads)
+        for (group, p), g in zip(pairs, grads, strict=True):
+            self._update(group, p, g)
+        return loss
+
+    def _accumulate(self, params: list[Tensor], grads: list[Tensor]) -> list[Tensor] | None:
+        k = self.gradient_accumulation_steps
+        self._micro_step += 1
+        buffers = []
+        for p, g in zip(params, grads, strict=True):
+            state = self.state[p]
+            if "accumulated_grad" not in state:
+                state["accumulated_grad"] = torch.zeros_like(g)
+            buffers.append(state["accumulated_grad"])
+        if self._micro_step < k:
+            for buf, g in zip(buffers, grads, strict=True):
+                buf.add_(g)
+            return None
+        self._micro_step = 0
+        averaged = [(buf + g) / k for buf, g in zip(buffers, grads, strict=True)]
+        for buf in buffers:
+            buf.zero_()
+        return averaged
+
+    @staticmethod
+    def _all_finite(grads: list[Tensor]) -> bool:
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    def _clip(self, grads: list[Tensor]) -> list[Tensor]:
+        if self.clipvalue is not None:
+            c = self.clipvalue
+            return [g.clamp(-c, c) for g in grads]
+        eps = _CLIP_EPS[self.flavor]
+        if self.clipnorm is not None:
+            c = self.clipnorm
+            return [g * (c / (torch.linalg.vector_norm(g) + eps)).clamp(max=1.0) for g in grads]
+        if self.global_clipnorm is not None and grads:
+            c = self.global_clipnorm
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                         for g in grads]))
+            factor = (c / (norm + eps)).clamp(max=1.0)
+            return [g * factor.to(g.dtype) for g in grads]
+        return grads
+
+    def _update(self, group: dict[str, Any], p: Tensor, g: Tensor) -> None:
+        state = self.state[p]
+        if "step" not in state:
+            state["step"] = torch.zeros((), dtype=_scalar_dtype())
+            for key, buffer in self.chain.init(p, group).items():
+                state.setdefault(key, buffer)
+        if group["maximize"]:
+            g = -g
+        decay = group["weight_decay"]
+        if decay:
+            if group["decoupled_weight_decay"]:
+                p.mul_(1 - group["lr"] * decay)
+            else:
+                g = g.add(p, alpha=decay)
+        state["step"] += 1
+        step = state["step"].item()
+        view: MutableMapping[str, Tensor] = state
+        if p.is_complex():
+            p, g, view = torch.view_as_real(p), torch.view_as_real(g), _RealView(state)
+        p.sub_(self.chain.update(g, g, view, p, group, step))

@@ -1,0 +1,433 @@
+"""The algebra of update rules: small gradient transformations, each one idea, written once.
+
+An optimizer is a :class:`Chain` of transforms. Each transform maps the incoming direction ``u``
+to a new direction, may keep per-parameter buffers, and reads its hyper-parameters by name from
+the parameter group, so torch's schedulers and param groups work unchanged. The optimizer then
+applies ``p ← p − u_final``.
+
+The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.py):
+
+* :class:`LearningRate` — scale by η (with Adagrad's optional inverse-time decay);
+* :class:`Momentum` — heavy-ball / Nesterov velocity, torch's ``v = μv + (1−τ)u``;
+* :class:`AverageGradient` — Adam's first moment, optionally bias-corrected;
+* :class:`NesterovAverage` — Nadam's first moment with the μₜ schedule;
+* :class:`Adapt` — divide by a statistic of past gradients: decaying (EMA) or accumulated
+  (sum) L2, or decaying L∞ (max); centered, AMSGrad and the placement of ε as options;
+* :class:`ScaleByUpdateRms` — Adadelta's RMS of past updates ("consistent units").
+
+The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
+(v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
+p ← p − v), which differ as soon as η changes during training.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Transform",
+    "Chain",
+    "chain",
+    "Interval",
+    "hyper",
+    "LearningRate",
+    "Momentum",
+    "AverageGradient",
+    "NesterovAverage",
+    "Adapt",
+    "ScaleByUpdateRms",
+]
+
+State = MutableMapping[str, Tensor]
+Step = float | Tensor
+
+
+def hyper(group: Mapping, key: str, default=None):
+    """Read hyper-parameter ``key`` from a param group; ``"betas.1"`` indexes into a tuple."""
+    name, _, index = key.partition(".")
+    if name not in group:
+        return default
+    value = group[name]
+    return value[int(index)] if index else value
+
+
+def display(key: str) -> str:
+    """``"betas.1"`` → ``"betas[1]"``, the way a user writes it."""
+    name, _, index = key.partition(".")
+    return f"{name}[{index}]" if index else name
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An allowed range written like a mathematician would: ``Interval.parse("[0, 1)")``."""
+
+    low: float
+    high: float
+    low_closed: bool = True
+    high_closed: bool = False
+
+    _PATTERN = re.compile(r"^\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])\s*$")
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        match = cls._PATTERN.match(text)
+        if match is None:
+            raise ValueError(f"interval {text!r} is not of the form '[a, b)'")
+        lo, a, b, hi = match.groups()
+        return cls(float(a), float(b), lo == "[", hi == "]")
+
+    def __contains__(self, x: float) -> bool:
+        above = x >= self.low if self.low_closed else x > self.low
+        below = x <= self.high if self.high_closed else x < self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def fmt(v: float) -> str:
+            return "inf" if v == math.inf else ("-inf" if v == -math.inf else f"{v:g}")
+
+        lo = "[" if self.low_closed else "("
+        hi = "]" if self.high_closed else ")"
+        return f"{lo}{fmt(self.low)}, {fmt(self.high)}{hi}"
+
+    def check(self, key: str, value) -> None:
+        """Raise ``ValueError`` naming ``key``, its ``value`` and this range if it falls outside."""
+        if isinstance(value, Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"{display(key)} must be a number, got a tensor of shape "
+                                 f"{tuple(value.shape)}")
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{display(key)}={value!r} must be a number in {self}")
+        if math.isnan(value) or value not in self:
+            raise ValueError(f"{display(key)}={value!r} is out of range: allowed {self}")
+
+
+NONNEGATIVE = "[0, inf)"
+UNIT = "[0, 1]"
+UNIT_OPEN = "[0, 1)"
+
+
+class Transform:
+    """One idea of an update rule.
+
+    Subclasses set :attr:`hyperparameters` (group key → allowed interval), create their buffers
+    in :meth:`init` and implement :meth:`update` on plain tensors, mutating buffers in place.
+    """
+
+    #: group key → allowed interval, e.g. ``{"betas.0": "[0, 1)"}``; used to validate groups.
+    hyperparameters: Mapping[str, str] = {}
+
+    def init(self, p: Tensor, group: Mapping) -> dict[str, Tensor]:
+        """The buffers this transform keeps for parameter ``p`` (torch's state names)."""
+        return {}
+
+    def validate(self, group: Mapping) -> None:
+        """Check the group's hyper-parameters; raise ``ValueError`` naming the bad one."""
+        for key, interval in self.hyperparameters.items():
+            value = hyper(group, key)
+            if value is not None:
+                Interval.parse(interval).check(key, value)
+
+    def update(self, u: Tensor, g: Tensor, s: State, p: Tensor, group: Mapping,
+               step: Step) -> Tensor:
+        """Map the incoming direction ``u`` to the outgoing one.
+
+        Args:
+            u: the direction produced by the previous transform (the gradient for the first).
+            g: the gradient after the optimizer's preprocessing (clipping, sign, L2 penalty).
+            s: this parameter's state; buffers are updated in place.
+            p: the parameter (read-only here).
+            group: the param group, holding the hyper-parameters.
+            step: how many updates this parameter has received, this one included (t ≥ 1).
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+class Chain(Transform):
+    """Transforms applied one after another; itself a transform."""
+
+    def __init__(self, transforms: Iterable[Transform]):
+        self.transforms: tuple[Transform, ...] = tuple(transforms)
+        for t in self.transforms:
+            if not isinstance(t, Transform):
+                raise TypeError(f"chain() takes Transform instances, got {t!r}")
+
+    @property
+    def hyperparameters(self) -> dict[str, str]:  # type: ignore[override]
+        merged: dict[str, str] = {}
+        for t in self.transforms:
+            merged.update(t.hyperparameters)
+        return merged
+
+    def init(self, p, group):
+        buffers: dict[str, Tensor] = {}
+        for t in self.transforms:
+            buffers.update(t.init(p, group))
+        return buffers
+
+    def validate(self, group):
+        for t in self.transforms:
+            t.validate(group)
+
+    def update(self, u, g, s, p, group, step):
+        for t in self.transforms:
+            u = t.update(u, g, s, p, group, step)
+        return u
+
+    def __iter__(self):
+        return iter(self.transforms)
+
+    def __repr__(self) -> str:
+        return "chain(" + ", ".join(map(repr, self.transforms)) + ")"
+
+
+def chain(*transforms: Transform | Sequence[Transform]) -> Chain:
+    """Compose transforms left to right: ``chain(AverageGradient(), Adapt(), LearningRate())``."""
+    flat: list[Transform] = []
+    for t in transforms:
+        flat.extend(t if isinstance(t, Sequence | Chain) else [t])
+    return Chain(flat)
+
+
+class LearningRate(Transform):
+    r"""Scale by the learning rate: :math:`u \leftarrow \eta_t u`.
+
+    With ``lr_decay`` in the group (Adagrad), :math:`\eta_t = \eta / (1 + (t-1)\,\text{lr\_decay})`.
+    """
+
+    hyperparameters = {"lr": NONNEGATIVE, "lr_decay": NONNEGATIVE}
+
+    def update(self, u, g, s, p, group, step):
+        lr = group["lr"]
+        decay = group.get("lr_decay", 0)
+        if decay:
+            lr = lr / (1 + (step - 1) * decay)
+        return u * lr
+
+
+class Momentum(Transform):
+    r"""Heavy-ball momentum with optional Nesterov look-ahead (torch's formulation).
+
+    .. math::
+        v_t = \mu v_{t-1} + (1-\tau) u_t \quad (v_1 = u_1), \qquad
+        \text{out} = \begin{cases} u_t + \mu v_t & \text{nesterov} \\ v_t & \text{else}\end{cases}
+
+    Group keys: ``momentum`` (μ; 0 turns the transform off), ``dampening`` (τ), ``nesterov``.
+    The Nesterov form is Sutskever et al.'s look-ahead gradient rewritten in the current
+    iterate (Sutskever, Martens, Dahl, Hinton, ICML 2013); tests check the equivalence.
+    State: ``momentum_buffer``.
+    """
+
+    hyperparameters = {"momentum": NONNEGATIVE, "dampening": UNIT}
+
+    def init(self, p, group):
+        return {"momentum_buffer": torch.zeros_like(p)} if group.get("momentum", 0) else {}
+
+    def validate(self, group):
+        super().validate(group)
+        if group.get("nesterov") and (group.get("momentum", 0) <= 0
+                                      or group.get("dampening", 0) != 0):
+            raise ValueError(
+                f"nesterov=True requires momentum > 0 and dampening == 0, got "
+                f"momentum={group.get('momentum')!r}, dampening={group.get('dampening')!r}")
+
+    def update(self, u, g, s, p, group, step):
+        mu = group.get("momentum", 0)
+        if mu == 0:
+            return u
+        buf = s.get("momentum_buffer")
+        if buf is None:  # momentum switched on after the state was created
+            buf = s["momentum_buffer"] = torch.zeros_like(u)
+            first = True
+        else:
+            first = step == 1
+        buf.mul_(mu).add_(u, alpha=1.0 if first else 1.0 - group.get("dampening", 0))
+        return u.add(buf, alpha=mu) if group.get("nesterov") else buf
+
+
+class AverageGradient(Transform):
+    r"""Exponential moving average of the direction, Adam's first moment.
+
+    .. math:: m_t = \beta m_{t-1} + (1-\beta) u_t, \qquad
+              \text{out} = m_t / (1-\beta^t) \text{ if bias-corrected, else } m_t
+
+    Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1. State: ``exp_avg``.
+    """
+
+    def __init__(self, decay: str = "betas.0", bias_correction: bool = True):
+        self.decay = decay
+        self.bias_correction = bias_correction
+        self.hyperparameters = {decay: UNIT_OPEN}
+
+    def init(self, p, group):
+        return {"exp_avg": torch.zeros_like(p)}
+
+    def update(self, u, g, s, p, group, step):
+        beta = hyper(group, self.decay)
+        m = s["exp_avg"]
+        m.lerp_(u, 1 - beta)
+        return m / (1 - beta**step) if self.bias_correction else m
+
+
+class NesterovAverage(Transform):
+    r"""Nadam's first moment: the bias-corrected average taken one step ahead.
+
+    With the momentum schedule :math:`\mu_t = \beta(1 - \tfrac12\,0.96^{t\psi})` (Dozat 2016;
+    torch's ``momentum_decay`` ψ = 0.004, Keras' ψ = 1; ``momentum_decay=None`` gives Dozat's
+    constant :math:`\mu_t = \beta`):
+
+    .. math::
+        m_t = \beta m_{t-1} + (1-\beta) u_t, \qquad
+        \text{out} = \frac{(1-\mu_t)\,u_t}{1-\prod_{i\le t}\mu_i}
+                   + \frac{\mu_{t+1}\, m_t}{1-\prod_{i\le t+1}\mu_i}
+
+    Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+    State: ``exp_avg``, ``mu_product``.
+    """
+
+    def __init__(self, decay: str = "betas.0", schedule: str = "momentum_decay"):
+        self.decay = decay
+        self.schedule = schedule
+        self.hyperparameters = {decay: UNIT_OPEN, schedule: NONNEGATIVE}
+
+    def init(self, p, group):
+        return {"exp_avg": torch.zeros_like(p), "mu_product": torch.ones((), dtype=p.dtype,
+                                                                         device=p.device)}
+
+    def mu(self, beta, psi, t):
+        return beta if psi is None else beta * (1.0 - 0.5 * 0.96 ** (t * psi))
+
+    def update(self, u, g, s, p, group, step):
+        beta = hyper(group, self.decay)
+        psi = hyper(group, self.schedule)
+        mu, mu_next = self.mu(beta, psi, step), self.mu(beta, psi, step + 1)
+        prod = s["mu_product"]
+        prod.mul_(mu)
+        m = s["exp_avg"]
+        m.lerp_(u, 1 - beta)
+        prod = prod.item() if not isinstance(step, Tensor) else prod
+        return u * ((1.0 - mu) / (1.0 - prod)) + m * (mu_next / (1.0 - prod * mu_next))
+
+
+#: where ε enters the denominator of :class:`Adapt` (r = √ for L2 statistics, identity for L∞;
+#: c = the bias correction 1 − β^t, or 1):
+EPS_PLACEMENTS = {
+    "after_root": "r(v / c) + ε",  # torch Adam, NAdam, RMSprop, Adagrad; Keras Adamax
+    "inside_root": "r(v / c + ε)",  # Keras RMSprop, Adagrad; Adadelta; torch Adamax (ε in max)
+    "before_bias_correction": "(r(v) + ε) / r(c)",  # Keras Adam
+}
+
+
+class Adapt(Transform):
+    r"""Per-coordinate adaptation: divide by a statistic of past gradients.
+
+    The statistic ``v`` of the gradient ``g`` is one of
+
+    * ``"ema"``:  :math:`v_t = \beta v_{t-1} + (1-\beta) g_t^2` (RMSprop, Adam, Adadelta);
+    * ``"sum"``:  :math:`v_t = v_{t-1} + g_t^2`, :math:`v_0` = ``initial_accumulator_value``
+      (Adagrad);
+    * ``"max"``:  :math:`v_t = \max(\beta v_{t-1}, |g_t|)` (the L∞ norm of Adamax).
+
+    and the output is :math:`u / d` with :math:`d` given by ``eps`` (see :data:`EPS_PLACEMENTS`).
+    Group flags: ``centered`` replaces :math:`v` by :math:`v - \bar g^2` (Graves 2013);
+    ``amsgrad`` by its running maximum (Reddi et al., ICLR 2018).
+
+    References: Duchi et al. 2011 (Adagrad); Tieleman & Hinton 2012 (RMSprop);
+    Kingma & Ba 2015 (Adam, Adamax). State: ``name`` (torch's: ``exp_avg_sq``, ``square_avg``,
+    ``sum``, ``exp_inf``), ``grad_avg`` if centered, ``max_exp_avg_sq`` with AMSGrad.
+    """
+
+    STATISTICS = ("ema", "sum", "max")
+
+    def __init__(self, statistic: str = "ema", decay: str | None = "betas.1",
+                 bias_correction: bool = False, eps: str = "after_root",
+                 name: str = "exp_avg_sq", initial: str | None = None):
+        if statistic not in self.STATISTICS:
+            raise ValueError(f"statistic={statistic!r} is not one of {self.STATISTICS}")
+        if eps not in EPS_PLACEMENTS:
+            raise ValueError(f"eps={eps!r} is not one of {tuple(EPS_PLACEMENTS)}")
+        if statistic != "sum" and decay is None:
+            raise ValueError(f"statistic={statistic!r} needs a decay hyper-parameter")
+        self.statistic, self.decay, self.bias_correction = statistic, decay, bias_correction
+        self.eps, self.name, self.initial = eps, name, initial
+        self.hyperparameters = {"eps": NONNEGATIVE}
+        if statistic != "sum":
+            self.hyperparameters[decay] = UNIT_OPEN if bias_correction else UNIT
+        if initial is not None:
+            self.hyperparameters[initial] = NONNEGATIVE
+
+    def init(self, p, group):
+        init = hyper(group, self.initial, 0.0) if self.initial else 0.0
+        buffers = {self.name: torch.full_like(p, init)}
+        if group.get("centered"):
+            buffers["grad_avg"] = torch.zeros_like(p)
+        if group.get("amsgrad"):
+            buffers["max_exp_avg_sq"] = torch.zeros_like(p)
+        return buffers
+
+    def update(self, u, g, s, p, group, step):
+        eps = group["eps"]
+        beta = hyper(group, self.decay) if self.decay else None
+        v = s[self.name]
+        if self.statistic == "ema":
+            v.mul_(beta).addcmul_(g, g, value=1 - beta)
+        elif self.statistic == "sum":
+            v.addcmul_(g, g)
+        else:
+            magnitude = g.abs().add_(eps) if self.eps == "inside_root" else g.abs()
+            torch.maximum(v.mul_(beta), magnitude, out=v)
+        if group.get("centered"):
+            mean = s["grad_avg"]
+            mean.lerp_(g, 1 - beta)
+            v = v.addcmul(mean, mean, value=-1)
+        if group.get("amsgrad"):
+            v = torch.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
+        c = 1 - beta**step if self.bias_correction else None
+        return u / self._denominator(v, c, eps)
+
+    def _denominator(self, v: Tensor, c: Step | None, eps: float) -> Tensor:
+        if self.statistic == "max":  # no root; ε already inside the max for "inside_root"
+            d = v if c is None else v / c
+            return d if self.eps == "inside_root" else d + eps
+        if self.eps == "before_bias_correction":
+            d = v.sqrt().add_(eps)
+            return d if c is None else d / c**0.5
+        d = v if c is None else v / c
+        return d.add(eps).sqrt_() if self.eps == "inside_root" else d.sqrt().add_(eps)
+
+
+class ScaleByUpdateRms(Transform):
+    r"""Adadelta's unit correction: multiply by the RMS of past updates.
+
+    .. math::
+        \Delta_t = u_t \sqrt{a_{t-1} + \epsilon}, \qquad
+        a_t = \rho a_{t-1} + (1-\rho) \Delta_t^2
+
+    With :class:`Adapt` (``inside_root``) before it, the update has the units of the parameter
+    ("consistent units"). Reference: Zeiler, "ADADELTA", arXiv:1212.5701, Algorithm 1.
+    State: ``acc_delta``.
+    """
+
+    def __init__(self, decay: str = "rho"):
+        self.decay = decay
+        self.hyperparameters = {decay: UNIT, "eps": NONNEGATIVE}
+
+    def init(self, p, group):
+        return {"acc_delta": torch.zeros_like(p)}
+
+    def update(self, u, g, s, p, group, step):
+        rho = hyper(group, self.decay)
+        a = s["acc_delta"]
+        delta = a.add(group["eps"]).sqrt_().mul_(u)
+        a.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+        return delta

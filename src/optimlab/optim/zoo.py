@@ -1,0 +1,336 @@
+"""The named optimizers, each a chain of transforms with torch's and Keras' defaults.
+
+Every class takes torch.optim's argument names and, with ``flavor="torch"`` (the default), its
+defaults and formulas, so ``optimlab.optim.Adam(params, **kw)`` is a drop-in for
+``torch.optim.Adam(params, **kw)``. ``flavor="keras"`` reproduces Keras 3's defaults and
+formulas (where ε sits, classic momentum, Nadam's schedule, decoupled weight decay).
+The options every optimizer shares are documented on :class:`optimlab.optim.Optimizer`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from .ftrl import Ftrl
+from .optimizer import Optimizer
+from .transforms import (
+    Adapt,
+    AverageGradient,
+    Chain,
+    LearningRate,
+    Momentum,
+    NesterovAverage,
+    ScaleByUpdateRms,
+    chain,
+)
+
+__all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "Nadam",
+           "Nadamax", "Ftrl", "get", "names", "REGISTRY"]
+
+BETAS = (0.9, 0.999)
+KERAS_EPS = 1e-7
+#: Keras applies weight decay decoupled, before the update: p ← p − η λ p.
+KERAS = {"decoupled_weight_decay": True, "eps": KERAS_EPS}
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent with optional (Nesterov) momentum.
+
+    torch flavor (Polyak 1964 heavy ball as torch writes it):
+
+    .. math:: v_t = \mu v_{t-1} + (1-\tau) g_t,\quad
+              p_t = p_{t-1} - \eta\,(g_t + \mu v_t \text{ if nesterov else } v_t)
+
+    keras flavor, the classic form (Sutskever et al. 2013): :math:`v_t = \mu v_{t-1} + \eta g_t`,
+    :math:`p_t = p_{t-1} - v_t` (Nesterov: :math:`- (\mu v_t + \eta g_t)`); both are equal for a
+    constant η and differ under a learning-rate schedule.
+
+    Full-batch gradient descent, mini-batch SGD and stochastic (batch size 1) SGD are the same
+    optimizer fed by different data loaders.
+
+    Defaults: torch ``lr=1e-3``; keras ``lr=0.01``. Others: ``momentum=0``, ``dampening=0``,
+    ``nesterov=False``, ``weight_decay=0``.
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False},
+        "keras": {"lr": 1e-2, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
+                  "decoupled_weight_decay": True},
+    }
+
+    def __init__(self, params, lr: float | None = None, momentum: float | None = None,
+                 dampening: float | None = None, weight_decay: float | None = None,
+                 nesterov: bool | None = None, **options: Any):
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        if flavor == "keras":
+            return chain(LearningRate(), Momentum())
+        return chain(Momentum(), LearningRate())
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad: a per-coordinate step size that shrinks with the sum of squared gradients.
+
+    .. math:: s_t = s_{t-1} + g_t^2,\quad
+              p_t = p_{t-1} - \frac{\eta}{1 + (t-1)\,\text{lr\_decay}}\,\frac{g_t}{\sqrt{s_t} + \epsilon}
+
+    with :math:`s_0` = ``initial_accumulator_value``; the keras flavor uses
+    :math:`\sqrt{s_t + \epsilon}`. Reference: Duchi, Hazan, Singer, JMLR 2011.
+
+    Defaults: torch ``lr=1e-2, lr_decay=0, initial_accumulator_value=0, eps=1e-10``;
+    keras ``lr=1e-3, initial_accumulator_value=0.1, eps=1e-7``.
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1e-2, "lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10},
+        "keras": {"lr": 1e-3, "lr_decay": 0.0, "initial_accumulator_value": 0.1, **KERAS},
+    }
+
+    def __init__(self, params, lr: float | None = None, lr_decay: float | None = None,
+                 weight_decay: float | None = None,
+                 initial_accumulator_value: float | None = None, eps: float | None = None,
+                 **options: Any):
+        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, eps=eps,
+                         **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        eps = "inside_root" if flavor == "keras" else "after_root"
+        return chain(Adapt("sum", decay=None, eps=eps, name="sum",
+                           initial="initial_accumulator_value"), LearningRate())
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta: RMS of past updates over RMS of gradients, so the step has the units of p.
+
+    .. math::
+        v_t = \rho v_{t-1} + (1-\rho) g_t^2,\quad
+        \Delta_t = \frac{\sqrt{a_{t-1}+\epsilon}}{\sqrt{v_t+\epsilon}}\, g_t,\quad
+        a_t = \rho a_{t-1} + (1-\rho)\Delta_t^2,\quad p_t = p_{t-1} - \eta\Delta_t
+
+    η is a multiplier: the paper has none (torch's default 1.0); Keras defaults to 1e-3.
+    Reference: Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701.
+
+    Defaults: torch ``lr=1.0, rho=0.9, eps=1e-6``; keras ``lr=1e-3, rho=0.95, eps=1e-7``.
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1.0, "rho": 0.9, "eps": 1e-6},
+        "keras": {"lr": 1e-3, "rho": 0.95, **KERAS},
+    }
+
+    def __init__(self, params, lr: float | None = None, rho: float | None = None,
+                 eps: float | None = None, weight_decay: float | None = None, **options: Any):
+        super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        return chain(Adapt("ema", decay="rho", eps="inside_root", name="square_avg"),
+                     ScaleByUpdateRms("rho"), LearningRate())
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop: divide by a decaying root mean square of the gradients.
+
+    .. math::
+        v_t = \alpha v_{t-1} + (1-\alpha) g_t^2,\quad
+        d_t = \frac{g_t}{\sqrt{v_t - \bar g_t^2 \,[\text{centered}]} + \epsilon},\quad
+        b_t = \mu b_{t-1} + d_t,\quad p_t = p_{t-1} - \eta b_t
+
+    with :math:`\bar g_t = \alpha \bar g_{t-1} + (1-\alpha) g_t`. The keras flavor puts ε inside
+    the root and applies η before the momentum (:math:`b_t = \mu b_{t-1} + \eta d_t`).
+    ``alpha`` is Keras' ``rho``. References: Tieleman & Hinton, Coursera lecture 6.5 (2012);
+    centered: Graves, arXiv:1308.0850.
+
+    Defaults: torch ``lr=1e-2, alpha=0.99, eps=1e-8``; keras ``lr=1e-3, alpha=0.9, eps=1e-7``;
+    ``momentum=0, centered=False``.
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False},
+        "keras": {"lr": 1e-3, "alpha": 0.9, "momentum": 0.0, "centered": False, **KERAS},
+    }
+
+    def __init__(self, params, lr: float | None = None, alpha: float | None = None,
+                 eps: float | None = None, weight_decay: float | None = None,
+                 momentum: float | None = None, centered: bool | None = None, **options: Any):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum, centered=centered, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        if flavor == "keras":
+            return chain(Adapt("ema", "alpha", eps="inside_root", name="square_avg"),
+                         LearningRate(), Momentum())
+        return chain(Adapt("ema", "alpha", eps="after_root", name="square_avg"),
+                     Momentum(), LearningRate())
+
+
+class Adam(Optimizer):
+    r"""Adam: momentum and RMS adaptation, both bias-corrected.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2,\\
+        p_t = p_{t-1} - \eta\,\frac{m_t / (1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
+
+    ``amsgrad`` uses :math:`\max_{i\le t} v_i` (Reddi, Kale, Kumar, ICLR 2018). The keras flavor
+    adds ε before the bias correction, :math:`(\sqrt{v_t}+\epsilon)/\sqrt{1-\beta_2^t}`, and
+    decays weights decoupled. ``decoupled_weight_decay=True`` is AdamW.
+    Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+
+    Defaults: ``lr=1e-3, betas=(0.9, 0.999)``; torch ``eps=1e-8``, keras ``eps=1e-7``.
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1e-3, "betas": BETAS, "eps": 1e-8, "amsgrad": False},
+        "keras": {"lr": 1e-3, "betas": BETAS, "amsgrad": False, **KERAS},
+    }
+
+    def __init__(self, params, lr: float | None = None,
+                 betas: tuple[float, float] | None = None, eps: float | None = None,
+                 weight_decay: float | None = None, amsgrad: bool | None = None,
+                 **options: Any):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        eps = "before_bias_correction" if flavor == "keras" else "after_root"
+        return chain(AverageGradient("betas.0"),
+                     Adapt("ema", "betas.1", bias_correction=True, eps=eps),
+                     LearningRate())
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay: :math:`p \leftarrow p(1-\eta\lambda)` before the step.
+
+    Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+    Defaults as :class:`Adam`, with ``weight_decay=1e-2`` (torch) or ``4e-3`` (keras).
+    """
+
+    DEFAULTS = {
+        "torch": {**Adam.DEFAULTS["torch"], "weight_decay": 1e-2, "decoupled_weight_decay": True},
+        "keras": {**Adam.DEFAULTS["keras"], "weight_decay": 4e-3},
+    }
+
+
+class Adamax(Optimizer):
+    r"""Adamax: Adam with the L∞ norm in place of the L2 statistic.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon),
+        \quad p_t = p_{t-1} - \frac{\eta}{1-\beta_1^t}\,\frac{m_t}{u_t}
+
+    The keras flavor uses :math:`\max(\beta_2 u_{t-1}, |g_t|)` and divides by
+    :math:`u_t + \epsilon`. Reference: Kingma & Ba, ICLR 2015, section 7.1.
+
+    Defaults: torch ``lr=2e-3, eps=1e-8``; keras ``lr=1e-3, eps=1e-7``; ``betas=(0.9, 0.999)``.
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 2e-3, "betas": BETAS, "eps": 1e-8},
+        "keras": {"lr": 1e-3, "betas": BETAS, **KERAS},
+    }
+
+    def __init__(self, params, lr: float | None = None,
+                 betas: tuple[float, float] | None = None, eps: float | None = None,
+                 weight_decay: float | None = None, **options: Any):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        eps = "after_root" if flavor == "keras" else "inside_root"
+        return chain(AverageGradient("betas.0"), Adapt("max", "betas.1", eps=eps, name="exp_inf"),
+                     LearningRate())
+
+
+class NAdam(Optimizer):
+    r"""Nadam: Adam with Nesterov momentum.
+
+    .. math::
+        \mu_t = \beta_1\bigl(1 - \tfrac12\, 0.96^{t\psi}\bigr),\quad
+        \hat m_t = \frac{(1-\mu_t)\, g_t}{1-\prod_{i\le t}\mu_i}
+                 + \frac{\mu_{t+1} m_t}{1-\prod_{i\le t+1}\mu_i},\quad
+        p_t = p_{t-1} - \eta\,\frac{\hat m_t}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
+
+    with :math:`m_t, v_t` as in Adam and ψ = ``momentum_decay`` (torch 0.004; the keras flavor
+    uses Keras' schedule 0.96^t, i.e. ψ = 1). ``decoupled_weight_decay=True`` is torch's NAdamW.
+    Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+
+    Defaults: torch ``lr=2e-3, eps=1e-8, momentum_decay=4e-3``; keras ``lr=1e-3, eps=1e-7,
+    momentum_decay=1``; ``betas=(0.9, 0.999)``.
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 2e-3, "betas": BETAS, "eps": 1e-8, "momentum_decay": 4e-3},
+        "keras": {"lr": 1e-3, "betas": BETAS, "momentum_decay": 1.0, **KERAS},
+    }
+
+    def __init__(self, params, lr: float | None = None,
+                 betas: tuple[float, float] | None = None, eps: float | None = None,
+                 weight_decay: float | None = None, momentum_decay: float | None = None,
+                 **options: Any):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         momentum_decay=momentum_decay, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        return chain(NesterovAverage("betas.0"),
+                     Adapt("ema", "betas.1", bias_correction=True, eps="after_root"),
+                     LearningRate())
+
+
+Nadam = NAdam
+
+
+class Nadamax(NAdam):
+    r"""Nadamax: Nesterov momentum (as in :class:`NAdam`) with Adamax's L∞ adaptation.
+
+    .. math:: p_t = p_{t-1} - \eta\,\hat m_t / u_t,\quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)
+
+    with :math:`\hat m_t` of :class:`NAdam`. A combination torch and Keras lack, built from the
+    same transforms. Defaults as :class:`NAdam`.
+    """
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        eps = "after_root" if flavor == "keras" else "inside_root"
+        return chain(NesterovAverage("betas.0"), Adapt("max", "betas.1", eps=eps, name="exp_inf"),
+                     LearningRate())
+
+
+#: name → constructor; ``momentum`` and ``nesterov`` are SGD with μ = 0.9.
+REGISTRY: dict[str, Callable[..., Optimizer]] = {
+    "sgd": SGD,
+    "momentum": functools.partial(SGD, momentum=0.9),
+    "nesterov": functools.partial(SGD, momentum=0.9, nesterov=True),
+    "adagrad": Adagrad,
+    "adadelta": Adadelta,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+    "adamw": AdamW,
+    "adamax": Adamax,
+    "nadam": NAdam,
+    "nadamax": Nadamax,
+    "ftrl": Ftrl,
+}
+
+
+def names() -> list[str]:
+    """The registered optimizer names, for :func:`get`."""
+    return list(REGISTRY)
+
+
+def get(name: str, params, **kwargs: Any) -> Optimizer:
+    """Build a registered optimizer by name: ``get("nadam", model.parameters(), lr=1e-3)``."""
+    key = name.lower()
+    if key not in REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[key](params, **kwargs)
