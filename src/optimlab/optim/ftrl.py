@@ -25,7 +25,8 @@ class FtrlProximal(Transform):
     .. math::
         n_t = n_{t-1} + g_t^2,\quad
         z_t = z_{t-1} + \tilde g_t - \frac{n_t^{c} - n_{t-1}^{c}}{\eta}\, p_{t-1},\quad
-        p_t = \frac{\operatorname{clip}(z_t, -\lambda_1, \lambda_1) - z_t}{n_t^{c}/\eta + 2\lambda_2'}
+        p_t = \frac{\operatorname{clip}(z_t, -\lambda_1, \lambda_1) - z_t}
+                   {n_t^{c}/\eta + 2\lambda_2'}
 
     State: ``accumulator`` (starts at ``initial_accumulator_value``), ``linear``.
     """

@@ -21,9 +21,6 @@ FLAVORS = ("torch", "keras")
 ENGINES = ("auto", "reference")
 NONFINITE_POLICIES = ("ignore", "skip", "raise")
 
-#: Per-tensor and global norm clipping follow torch.nn.utils.clip_grad_norm_ (ε = 1e-6 added to
-#: the norm) in the torch flavor and Keras' clip_by_norm / clip_by_global_norm (no ε) otherwise.
-_CLIP_EPS = {"torch": 1e-6, "keras": 0.0}
 
 #: Options every optimizer takes, with their defaults; those in ``_GROUP_OPTIONS`` live in the
 #: param groups (as in torch), the rest on the optimizer.
@@ -44,6 +41,32 @@ def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
 def _check_positive_or_none(name: str, value: Any) -> None:
     if value is not None:
         Interval.parse("(0, inf)").check(name, value)
+
+
+def _keras_float32(x: Tensor) -> Tensor:
+    """Round through float32, as keras.ops.maximum/minimum do when one side is a Python float."""
+    return x.to(torch.float32).to(x.dtype)
+
+
+def _norm_clip_factor(norm: Tensor, threshold: float, flavor: str) -> Tensor:
+    """The factor that scales a gradient of this norm to at most ``threshold``.
+
+    torch flavor: ``torch.nn.utils.clip_grad_norm_``'s min(1, c / (‖g‖ + 1e-6)). keras flavor:
+    Keras' ``clip_by_norm``, c / max(‖g‖, c), where the max is computed in float32 (keras.ops
+    promotes a float64 tensor and a Python float to float32); reproduced for equal numbers.
+    """
+    if flavor == "keras":
+        return threshold / _keras_float32(torch.clamp(norm, min=threshold))
+    return (threshold / (norm + 1e-6)).clamp(max=1.0)
+
+
+def _global_clip_factor(norm: Tensor, threshold: float, flavor: str) -> Tensor:
+    """As :func:`_norm_clip_factor` for the norm of all gradients together; Keras'
+    ``clip_by_global_norm`` computes c · min(1/‖g‖, 1/c), the min and the product in float32."""
+    if flavor == "keras":
+        smaller = torch.clamp(1.0 / norm, max=1.0 / threshold).to(torch.float32)
+        return (threshold * smaller).to(norm.dtype)
+    return _norm_clip_factor(norm, threshold, flavor)
 
 
 class _RealView(MutableMapping):
@@ -217,8 +240,8 @@ class Optimizer(torch.optim.Optimizer):
         grads = [p.grad for _, p in pairs]
         for g in grads:
             if g.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; "
-                                   f"use a dense embedding (sparse=False) or torch.optim.SparseAdam")
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; use "
+                                   f"a dense embedding (sparse=False) or torch.optim.SparseAdam")
         if self.gradient_accumulation_steps > 1:
             grads = self._accumulate([p for _, p in pairs], grads)
             if grads is None:
@@ -262,15 +285,13 @@ class Optimizer(torch.optim.Optimizer):
         if self.clipvalue is not None:
             c = self.clipvalue
             return [g.clamp(-c, c) for g in grads]
-        eps = _CLIP_EPS[self.flavor]
         if self.clipnorm is not None:
-            c = self.clipnorm
-            return [g * (c / (torch.linalg.vector_norm(g) + eps)).clamp(max=1.0) for g in grads]
+            return [g * _norm_clip_factor(torch.linalg.vector_norm(g), self.clipnorm, self.flavor)
+                    for g in grads]
         if self.global_clipnorm is not None and grads:
-            c = self.global_clipnorm
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
                                                          for g in grads]))
-            factor = (c / (norm + eps)).clamp(max=1.0)
+            factor = _global_clip_factor(norm, self.global_clipnorm, self.flavor)
             return [g * factor.to(g.dtype) for g in grads]
         return grads
 

@@ -301,8 +301,8 @@ class NesterovAverage(Transform):
         self.hyperparameters = {decay: UNIT_OPEN, schedule: NONNEGATIVE}
 
     def init(self, p, group):
-        return {"exp_avg": torch.zeros_like(p), "mu_product": torch.ones((), dtype=p.dtype,
-                                                                         device=p.device)}
+        return {"exp_avg": torch.zeros_like(p),
+                "mu_product": torch.ones((), dtype=p.real.dtype, device=p.device)}
 
     def mu(self, beta, psi, t):
         return beta if psi is None else beta * (1.0 - 0.5 * 0.96 ** (t * psi))

@@ -77,7 +77,8 @@ class Adagrad(Optimizer):
     r"""Adagrad: a per-coordinate step size that shrinks with the sum of squared gradients.
 
     .. math:: s_t = s_{t-1} + g_t^2,\quad
-              p_t = p_{t-1} - \frac{\eta}{1 + (t-1)\,\text{lr\_decay}}\,\frac{g_t}{\sqrt{s_t} + \epsilon}
+              p_t = p_{t-1} - \frac{\eta}{1 + (t-1)\,\text{lr\_decay}}\,
+                                  \frac{g_t}{\sqrt{s_t} + \epsilon}
 
     with :math:`s_0` = ``initial_accumulator_value``; the keras flavor uses
     :math:`\sqrt{s_t + \epsilon}`. Reference: Duchi, Hazan, Singer, JMLR 2011.
@@ -293,7 +294,8 @@ Nadam = NAdam
 class Nadamax(NAdam):
     r"""Nadamax: Nesterov momentum (as in :class:`NAdam`) with Adamax's L∞ adaptation.
 
-    .. math:: p_t = p_{t-1} - \eta\,\hat m_t / u_t,\quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)
+    .. math:: p_t = p_{t-1} - \eta\,\hat m_t / u_t,\quad
+              u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)
 
     with :math:`\hat m_t` of :class:`NAdam`. A combination torch and Keras lack, built from the
     same transforms. Defaults as :class:`NAdam`.

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+import optimlab.optim as oo
+
+
+def test_every_name_builds_an_optimizer_that_steps():
+    for name in oo.names():
+        p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        opt = oo.get(name, [p])
+        assert isinstance(opt, torch.optim.Optimizer)
+        (p**2).sum().backward()
+        opt.step()
+        assert not torch.equal(p.detach(), torch.tensor([1.0, -2.0])), name
+
+
+def test_get_passes_arguments_and_presets():
+    p = torch.nn.Parameter(torch.zeros(2))
+    assert isinstance(oo.get("NAdam", [p], lr=0.1), oo.NAdam)
+    nesterov = oo.get("nesterov", [p], lr=0.1)
+    assert nesterov.param_groups[0]["nesterov"] and nesterov.param_groups[0]["momentum"] == 0.9
+    assert oo.get("momentum", [p], momentum=0.5).param_groups[0]["momentum"] == 0.5
+    assert oo.Nadam is oo.NAdam
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'.*adam"):
+        oo.get("adamm", [torch.nn.Parameter(torch.zeros(1))])
+
+
+def test_flavor_defaults_differ_where_the_libraries_do():
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    assert oo.Adam(p).defaults["eps"] == 1e-8
+    assert oo.Adam(p, flavor="keras").defaults["eps"] == 1e-7
+    assert oo.SGD(p, flavor="keras").defaults["lr"] == 0.01
+    assert oo.Adadelta(p).defaults["lr"] == 1.0
+    assert oo.Adadelta(p, flavor="keras").defaults["lr"] == 1e-3
+    assert oo.Adam(p, flavor="keras").defaults["decoupled_weight_decay"] is True
+
+
+def test_torch_only_flags():
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    oo.Adam(p, foreach=True, fused=False)  # accepted: the engine decides
+    with pytest.raises(ValueError, match="differentiable"):
+        oo.Adam(p, differentiable=True)
