@@ -1,0 +1,125 @@
+"""The ``optimlab`` command: compare optimizers and list what is available."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import optim
+from .lab import SURFACES, compare
+from .lab.compare import DEFAULT_LRS, Result
+
+DEFAULT_PROBLEMS = ("rosenbrock", "beale")
+
+
+def _names(text: str, allowed: Sequence[str], what: str, parser: argparse.ArgumentParser):
+    names = list(allowed) if text == "all" else [n.strip().lower() for n in text.split(",") if n]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        parser.error(f"unknown {what} {', '.join(unknown) or repr(text)}: "
+                     f"choose from {', '.join(allowed)} (or 'all')")
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _lr_grid(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers"
+                                         ) from None
+    if not values or any(not (v > 0) for v in values):
+        raise argparse.ArgumentTypeError(f"learning rates must be > 0, got {text!r}")
+    return values
+
+
+def _table(problem: str, results: list[Result]) -> Table:
+    table = Table(title=f"{problem}: best of the learning-rate grid, ranked by final loss")
+    for column in ("rank", "optimizer", "lr", "final loss", "distance to min", "steps to target",
+                   "seconds"):
+        table.add_column(column, justify="left" if column == "optimizer" else "right")
+    ranked = sorted(results, key=lambda r: (r.final_loss, r.optimizer))
+    for rank, r in enumerate(ranked, 1):
+        table.add_row(str(rank), r.optimizer, f"{r.lr:.3g}",
+                      "diverged" if r.diverged else f"{r.final_loss:.3e}",
+                      "—" if r.diverged else f"{r.distance:.3e}",
+                      "—" if r.steps_to_target is None else str(r.steps_to_target),
+                      f"{r.seconds:.2f}")
+    return table
+
+
+def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    problems = _names(args.problems, list(SURFACES), "problem", parser)
+    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    console = Console(quiet=args.quiet)
+    total = len(problems) * len(optimizers) * len(args.lrs)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+        task = progress.add_task("compare", total=total)
+
+        def on_run(r: Result) -> None:
+            progress.update(task, advance=1, description=f"{r.problem} · {r.optimizer}")
+
+        results = compare(problems, optimizers, steps=args.steps, lrs=args.lrs,
+                          flavor=args.flavor, target=args.target, on_run=on_run)
+    for problem in problems:
+        console.print(_table(problem, [r for r in results if r.problem == problem]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.as_dict() for r in results], f, indent=2)
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    print("optimizers:", ", ".join(optim.names()))
+    print("problems:  ", ", ".join(SURFACES))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optimlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("compare", help="compare optimizers on 2-D surfaces")
+    p.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS),
+                   help=f"comma-separated, or 'all' (default: {','.join(DEFAULT_PROBLEMS)})")
+    p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
+    p.add_argument("--steps", type=_positive_int, default=1000, help="step budget per run")
+    p.add_argument("--lrs", type=_lr_grid, default=list(DEFAULT_LRS),
+                   help="comma-separated learning-rate grid (default: 1e-4 … 3.16, ×√10)")
+    p.add_argument("--flavor", choices=optim.FLAVORS, default="torch")
+    p.add_argument("--target", type=float, default=1e-4, help="loss that counts as reached")
+    p.add_argument("--json", help="also write every result to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    p.set_defaults(handler=cmd_compare)
+    p = sub.add_parser("list", help="list optimizers and problems")
+    p.set_defaults(handler=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return args.handler(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

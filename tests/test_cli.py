@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from optimlab.cli import main
+
+
+def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    code = main(["compare", "--problems", "rosenbrock,beale", "--optimizers", "adam,nesterov",
+                 "--steps", "50", "--lrs", "0.01,0.001", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "rosenbrock" in text and "beale" in text and "nesterov" in text
+    rows = json.loads(out.read_text())
+    assert {(r["problem"], r["optimizer"]) for r in rows} == {
+        ("rosenbrock", "adam"), ("rosenbrock", "nesterov"), ("beale", "adam"),
+        ("beale", "nesterov")}
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["compare", "--optimizers", "adamm"], "unknown optimizer adamm: choose from sgd"),
+    (["compare", "--problems", "moon"], "unknown problem moon: choose from rosenbrock"),
+    (["compare", "--steps", "-3"], "-3 must be > 0"),
+    (["compare", "--lrs", "0.1,x"], "not a comma-separated list"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "nadamax" in out and "rosenbrock" in out
