@@ -35,16 +35,16 @@ class FtrlProximal(Transform):
                        "initial_accumulator_value": NONNEGATIVE, "l1": NONNEGATIVE,
                        "l2": NONNEGATIVE, "l2_shrinkage": NONNEGATIVE, "beta": NONNEGATIVE}
 
-    def init(self, p, group):
-        return {"accumulator": torch.full_like(p, group["initial_accumulator_value"]),
+    def init(self, p, hp):
+        return {"accumulator": torch.full_like(p, hp["initial_accumulator_value"]),
                 "linear": torch.zeros_like(p)}
 
-    def update(self, u, g, s, p, group, step):
-        lr, power = group["lr"], -group["lr_power"]
-        l1, l2 = group["l1"], group["l2"] + group["beta"] / (2.0 * lr)
+    def update(self, u, g, s, p, hp, step):
+        lr, power = hp["lr"], -hp["lr_power"]
+        l1, l2 = hp["l1"], hp["l2"] + hp["beta"] / (2.0 * lr)
         n, z = s["accumulator"], s["linear"]
         n_new = n.addcmul(g, g)
-        shrunk = g.add(p, alpha=2 * group["l2_shrinkage"]) if group["l2_shrinkage"] else g
+        shrunk = g + (2 * hp["l2_shrinkage"]) * p if hp.on("l2_shrinkage") else g
         sigma = n_new.pow(power).sub_(n.pow(power)).div_(lr)
         z.add_(shrunk).sub_(sigma.mul_(p))
         quadratic = n_new.pow(power).div_(lr).add_(2 * l2)

@@ -7,18 +7,20 @@ hyper-parameter validation and the state-dict extras.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .engines import make_engine
 from .transforms import Chain, Interval, Transform, chain
 
 __all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
 
 FLAVORS = ("torch", "keras")
-ENGINES = ("auto", "reference")
+ENGINES = ("auto", "reference", "eager", "compiled")
 NONFINITE_POLICIES = ("ignore", "skip", "raise")
 
 
@@ -26,11 +28,6 @@ NONFINITE_POLICIES = ("ignore", "skip", "raise")
 #: param groups (as in torch), the rest on the optimizer.
 _COMMON = {"weight_decay": 0.0, "decoupled_weight_decay": False, "maximize": False}
 _GROUP_RANGES = {"weight_decay": "[0, inf)"}
-
-
-def _scalar_dtype() -> torch.dtype:
-    """torch's dtype for ``state["step"]``: float64 under a float64 default, else float32."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -69,29 +66,6 @@ def _global_clip_factor(norm: Tensor, threshold: float, flavor: str) -> Tensor:
     return _norm_clip_factor(norm, threshold, flavor)
 
 
-class _RealView(MutableMapping):
-    """A parameter's state seen through ``torch.view_as_real`` (for complex parameters)."""
-
-    def __init__(self, state: MutableMapping[str, Tensor]):
-        self._state = state
-
-    def __getitem__(self, key: str) -> Tensor:
-        value = self._state[key]
-        return torch.view_as_real(value) if value.is_complex() else value
-
-    def __setitem__(self, key: str, value: Tensor) -> None:
-        self._state[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._state[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._state)
-
-    def __len__(self) -> int:
-        return len(self._state)
-
-
 class Optimizer(torch.optim.Optimizer):
     r"""A ``torch.optim.Optimizer`` whose update rule is a chain of transforms.
 
@@ -120,13 +94,18 @@ class Optimizer(torch.optim.Optimizer):
         params: parameters or param groups, as for any ``torch.optim.Optimizer``.
         transforms: the chain (or a list of transforms); a subclass supplies its own.
         flavor: ``"torch"`` or ``"keras"``: whose defaults and conventions to reproduce.
-        engine: how the chain is executed; ``"reference"`` (one tensor at a time) or ``"auto"``.
+        engine: how the chain is executed (see :mod:`optimlab.optim.engines`): ``"reference"``
+            (one tensor at a time), ``"eager"`` (flat buffers, cache-sized chunks),
+            ``"compiled"`` (one fused kernel) or ``"auto"`` (compiled for large models where a
+            compiler works, else eager).
         maximize: maximize the objective instead of minimizing it.
         weight_decay: the decay coefficient λ ≥ 0.
         decoupled_weight_decay: decoupled (AdamW-style) instead of coupled L2 decay.
         clipnorm, global_clipnorm, clipvalue: clipping thresholds (> 0) or None.
         gradient_accumulation_steps: k ≥ 1 micro-batches per update.
         nonfinite: ``"ignore"``, ``"skip"`` or ``"raise"``.
+        state_dtype: keep the optimizer state in this dtype (e.g. ``torch.float32`` for
+            bfloat16 parameters) and compute the update in it; None: the parameter's dtype.
         foreach, fused: accepted for drop-in compatibility with torch.optim; the engine decides.
         capturable, differentiable: accepted for compatibility; only ``False`` is supported.
         **hyperparameters: the hyper-parameters the chain reads (``lr``, ``betas``, ...).
@@ -147,6 +126,7 @@ class Optimizer(torch.optim.Optimizer):
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int = 1,
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
         foreach: bool | None = None,
         fused: bool | None = None,
         capturable: bool = False,
@@ -169,6 +149,9 @@ class Optimizer(torch.optim.Optimizer):
                 or gradient_accumulation_steps < 1):
             raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps!r} must "
                              f"be an integer >= 1")
+        if state_dtype is not None and not (isinstance(state_dtype, torch.dtype)
+                                            and state_dtype.is_floating_point):
+            raise ValueError(f"state_dtype={state_dtype!r} must be a floating torch.dtype or None")
         for name, value in (("capturable", capturable), ("differentiable", differentiable)):
             if value:
                 raise ValueError(f"{name}={value!r} is not supported by optimlab optimizers; "
@@ -177,16 +160,20 @@ class Optimizer(torch.optim.Optimizer):
             transforms = self.transforms(flavor)
         self.chain: Chain = transforms if isinstance(transforms, Chain) else chain(*transforms)
         self.flavor = flavor
-        self.engine = "reference" if engine == "auto" else engine
+        self.state_dtype = state_dtype
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.nonfinite = nonfinite
         #: how many steps the ``"skip"`` policy has skipped.
         self.skipped_steps = 0
         self._micro_step = 0
+        self._announced: set[str] = set()
         defaults = {**_COMMON, **self.DEFAULTS.get(flavor, {})}
         defaults.update({k: v for k, v in hyperparameters.items() if v is not None})
         super().__init__(params, defaults)
+        self._engine = make_engine(engine, self)
+        #: the engine in use: "reference", "eager" or "compiled".
+        self.engine: str = self._engine.name
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
@@ -213,6 +200,10 @@ class Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's format, plus ``"optimlab"``: the accumulation and skip counters."""
         state = super().state_dict()
+        for per_param in state["state"].values():  # flat engines share 0-d state: un-share
+            for key, value in per_param.items():
+                if torch.is_tensor(value) and value.dim() == 0:
+                    per_param[key] = value.clone()
         state["optimlab"] = {"micro_step": self._micro_step, "skipped_steps": self.skipped_steps}
         return state
 
@@ -220,8 +211,38 @@ class Optimizer(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         extras = state_dict.pop("optimlab", {})
         super().load_state_dict(state_dict)
+        for state in self.state.values():  # flat engines share 0-d state between parameters
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.dim() == 0:
+                    state[key] = value.clone()
+        self._engine.invalidate()
         self._micro_step = extras.get("micro_step", 0)
         self.skipped_steps = extras.get("skipped_steps", 0)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As torch's, except that the flat engines zero their gradient buffer in place and keep
+        ``p.grad`` a view of it (so backward accumulates straight into the buffer)."""
+        handled = self._engine.zero_grad()
+        if not handled:
+            return super().zero_grad(set_to_none)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if id(p) not in handled and p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.detach_().requires_grad_(False).zero_()
+
+    def _announce(self, message: str) -> None:
+        """Warn once per optimizer about a fallback or a choice made for the user."""
+        if message not in self._announced:
+            self._announced.add(message)
+            warnings.warn(message, stacklevel=4)
+
+    def _state_buffer(self, buffer: Tensor) -> Tensor:
+        if self.state_dtype is not None and buffer.is_floating_point():
+            return buffer.to(self.state_dtype)
+        return buffer
 
     # --------------------------------------------------------------------------------- step
     @torch.no_grad()
@@ -235,83 +256,66 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        pairs = [(group, p) for group in self.param_groups for p in group["params"]
+        grads = [p.grad for group in self.param_groups for p in group["params"]
                  if p.grad is not None]
-        grads = [p.grad for _, p in pairs]
         for g in grads:
             if g.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; use "
                                    f"a dense embedding (sparse=False) or torch.optim.SparseAdam")
-        if self.gradient_accumulation_steps > 1:
-            grads = self._accumulate([p for _, p in pairs], grads)
-            if grads is None:
-                return loss
-        if self.nonfinite != "ignore" and grads and not self._all_finite(grads):
+        if self.gradient_accumulation_steps > 1 and not self._accumulate():
+            return loss
+        flat = self._engine.gradients()
+        if self.nonfinite != "ignore" and flat and not self._all_finite(flat):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
                     f"{type(self).__name__}.step: a gradient contains NaN or Inf "
                     f"(nonfinite='raise'); parameters and state were not changed")
             self.skipped_steps += 1
             return loss
-        grads = self._clip(grads)
-        for (group, p), g in zip(pairs, grads, strict=True):
-            self._update(group, p, g)
+        self._clip(flat)
+        self._engine.step()
         return loss
 
-    def _accumulate(self, params: list[Tensor], grads: list[Tensor]) -> list[Tensor] | None:
+    def _accumulate(self) -> bool:
+        """Add this micro-batch's gradients; True (and ``.grad`` = the mean) on the k-th call."""
         k = self.gradient_accumulation_steps
         self._micro_step += 1
-        buffers = []
-        for p, g in zip(params, grads, strict=True):
-            state = self.state[p]
-            if "accumulated_grad" not in state:
-                state["accumulated_grad"] = torch.zeros_like(g)
-            buffers.append(state["accumulated_grad"])
-        if self._micro_step < k:
-            for buf, g in zip(buffers, grads, strict=True):
-                buf.add_(g)
-            return None
-        self._micro_step = 0
-        averaged = [(buf + g) / k for buf, g in zip(buffers, grads, strict=True)]
-        for buf in buffers:
-            buf.zero_()
-        return averaged
+        done = self._micro_step >= k
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "accumulated_grad" not in state:
+                    state["accumulated_grad"] = torch.zeros_like(p.grad)
+                buffer = state["accumulated_grad"]
+                if done:
+                    p.grad.add_(buffer).div_(k)
+                    buffer.zero_()
+                else:
+                    buffer.add_(p.grad)
+        if done:
+            self._micro_step = 0
+        return done
 
     @staticmethod
     def _all_finite(grads: list[Tensor]) -> bool:
         return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
-    def _clip(self, grads: list[Tensor]) -> list[Tensor]:
+    def _clip(self, flat: list[Tensor]) -> None:
+        """Clip in place, as torch.nn.utils.clip_grad_norm_ does."""
         if self.clipvalue is not None:
-            c = self.clipvalue
-            return [g.clamp(-c, c) for g in grads]
-        if self.clipnorm is not None:
-            return [g * _norm_clip_factor(torch.linalg.vector_norm(g), self.clipnorm, self.flavor)
-                    for g in grads]
-        if self.global_clipnorm is not None and grads:
+            for g in flat:
+                g.clamp_(-self.clipvalue, self.clipvalue)
+        elif self.clipnorm is not None:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        norm = torch.linalg.vector_norm(p.grad)
+                        p.grad.mul_(_norm_clip_factor(norm, self.clipnorm, self.flavor))
+        elif self.global_clipnorm is not None and flat:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
-                                                         for g in grads]))
+                                                         for g in flat]))
             factor = _global_clip_factor(norm, self.global_clipnorm, self.flavor)
-            return [g * factor.to(g.dtype) for g in grads]
-        return grads
-
-    def _update(self, group: dict[str, Any], p: Tensor, g: Tensor) -> None:
-        state = self.state[p]
-        if "step" not in state:
-            state["step"] = torch.zeros((), dtype=_scalar_dtype())
-            for key, buffer in self.chain.init(p, group).items():
-                state.setdefault(key, buffer)
-        if group["maximize"]:
-            g = -g
-        decay = group["weight_decay"]
-        if decay:
-            if group["decoupled_weight_decay"]:
-                p.mul_(1 - group["lr"] * decay)
-            else:
-                g = g.add(p, alpha=decay)
-        state["step"] += 1
-        step = state["step"].item()
-        view: MutableMapping[str, Tensor] = state
-        if p.is_complex():
-            p, g, view = torch.view_as_real(p), torch.view_as_real(g), _RealView(state)
-        p.sub_(self.chain.update(g, g, view, p, group, step))
+            for g in flat:
+                g.mul_(factor.to(g.dtype))

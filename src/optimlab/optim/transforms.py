@@ -35,6 +35,7 @@ __all__ = [
     "Chain",
     "chain",
     "Interval",
+    "Hyper",
     "hyper",
     "LearningRate",
     "Momentum",
@@ -61,6 +62,64 @@ def display(key: str) -> str:
     """``"betas.1"`` → ``"betas[1]"``, the way a user writes it."""
     name, _, index = key.partition(".")
     return f"{name}[{index}]" if index else name
+
+
+class Hyper:
+    """A param group's hyper-parameters as the transforms read them.
+
+    ``hp[key]`` is the value (``"betas.1"`` indexes a tuple): a Python number in the reference
+    and eager engines, a 0-d tensor under ``torch.compile`` so that a schedule never recompiles.
+    ``hp.on(key)`` is always a Python bool (the value is truthy/non-zero): it selects code paths
+    (AMSGrad, centered, momentum on/off) and is fixed at compile time.
+    """
+
+    __slots__ = ("values", "flags")
+
+    def __init__(self, values: Mapping, flags: Mapping[str, bool] | None = None):
+        self.values = values
+        self.flags = flags
+
+    def __getitem__(self, key: str):
+        if self.flags is not None:
+            return self.values[key]
+        value = hyper(self.values, key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: str) -> bool:
+        if self.flags is not None:
+            return key in self.values or key in self.flags
+        return hyper(self.values, key) is not None
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self else default
+
+    def on(self, key: str) -> bool:
+        if self.flags is not None:
+            return self.flags.get(key, False)
+        return bool(hyper(self.values, key, False))
+
+    @staticmethod
+    def split(group: Mapping) -> tuple[dict[str, float], dict[str, bool]]:
+        """A group's numeric hyper-parameters (tuples flattened to ``"betas.0"``) and the
+        flags of all of them, for the compiled engine."""
+        values: dict[str, float] = {}
+        flags: dict[str, bool] = {}
+        for key, value in group.items():
+            if key == "params":
+                continue
+            items = [(f"{key}.{i}", v) for i, v in enumerate(value)] \
+                if isinstance(value, tuple | list) else [(key, value)]
+            for name, v in items:
+                if isinstance(v, bool) or v is None:
+                    flags[name] = bool(v)
+                elif isinstance(v, int | float | Tensor):
+                    values[name] = float(v)
+                    flags[name] = bool(v)
+            if isinstance(value, bool) or value is None:
+                flags[key] = bool(value)
+        return values, flags
 
 
 @dataclass(frozen=True)
@@ -117,15 +176,20 @@ class Transform:
     """One idea of an update rule.
 
     Subclasses set :attr:`hyperparameters` (group key → allowed interval), create their buffers
-    in :meth:`init` and implement :meth:`update` on plain tensors, mutating buffers in place.
+    in :meth:`init`, keep per-step scalar bookkeeping (0-d state) in :meth:`prepare` and
+    implement :meth:`update` elementwise on plain tensors, mutating buffers in place. Because
+    :meth:`update` is elementwise, an engine may run it on any slice of a flat buffer.
     """
 
     #: group key → allowed interval, e.g. ``{"betas.0": "[0, 1)"}``; used to validate groups.
     hyperparameters: Mapping[str, str] = {}
 
-    def init(self, p: Tensor, group: Mapping) -> dict[str, Tensor]:
+    def init(self, p: Tensor, hp: Hyper) -> dict[str, Tensor]:
         """The buffers this transform keeps for parameter ``p`` (torch's state names)."""
         return {}
+
+    def prepare(self, s: State, hp: Hyper, step: Step) -> None:
+        """Update 0-d state once per step, before :meth:`update` runs on the elements."""
 
     def validate(self, group: Mapping) -> None:
         """Check the group's hyper-parameters; raise ``ValueError`` naming the bad one."""
@@ -134,7 +198,7 @@ class Transform:
             if value is not None:
                 Interval.parse(interval).check(key, value)
 
-    def update(self, u: Tensor, g: Tensor, s: State, p: Tensor, group: Mapping,
+    def update(self, u: Tensor, g: Tensor, s: State, p: Tensor, hp: Hyper,
                step: Step) -> Tensor:
         """Map the incoming direction ``u`` to the outgoing one.
 
@@ -143,7 +207,7 @@ class Transform:
             g: the gradient after the optimizer's preprocessing (clipping, sign, L2 penalty).
             s: this parameter's state; buffers are updated in place.
             p: the parameter (read-only here).
-            group: the param group, holding the hyper-parameters.
+            hp: the param group's hyper-parameters.
             step: how many updates this parameter has received, this one included (t ≥ 1).
         """
         raise NotImplementedError
@@ -169,19 +233,23 @@ class Chain(Transform):
             merged.update(t.hyperparameters)
         return merged
 
-    def init(self, p, group):
+    def init(self, p, hp):
         buffers: dict[str, Tensor] = {}
         for t in self.transforms:
-            buffers.update(t.init(p, group))
+            buffers.update(t.init(p, hp))
         return buffers
+
+    def prepare(self, s, hp, step):
+        for t in self.transforms:
+            t.prepare(s, hp, step)
 
     def validate(self, group):
         for t in self.transforms:
             t.validate(group)
 
-    def update(self, u, g, s, p, group, step):
+    def update(self, u, g, s, p, hp, step):
         for t in self.transforms:
-            u = t.update(u, g, s, p, group, step)
+            u = t.update(u, g, s, p, hp, step)
         return u
 
     def __iter__(self):
@@ -207,11 +275,10 @@ class LearningRate(Transform):
 
     hyperparameters = {"lr": NONNEGATIVE, "lr_decay": NONNEGATIVE}
 
-    def update(self, u, g, s, p, group, step):
-        lr = group["lr"]
-        decay = group.get("lr_decay", 0)
-        if decay:
-            lr = lr / (1 + (step - 1) * decay)
+    def update(self, u, g, s, p, hp, step):
+        lr = hp["lr"]
+        if "lr_decay" in hp:
+            lr = lr / (1 + (step - 1) * hp["lr_decay"])
         return u * lr
 
 
@@ -230,8 +297,8 @@ class Momentum(Transform):
 
     hyperparameters = {"momentum": NONNEGATIVE, "dampening": UNIT}
 
-    def init(self, p, group):
-        return {"momentum_buffer": torch.zeros_like(p)} if group.get("momentum", 0) else {}
+    def init(self, p, hp):
+        return {"momentum_buffer": torch.zeros_like(p)} if hp.on("momentum") else {}
 
     def validate(self, group):
         super().validate(group)
@@ -241,18 +308,17 @@ class Momentum(Transform):
                 f"nesterov=True requires momentum > 0 and dampening == 0, got "
                 f"momentum={group.get('momentum')!r}, dampening={group.get('dampening')!r}")
 
-    def update(self, u, g, s, p, group, step):
-        mu = group.get("momentum", 0)
-        if mu == 0:
+    def update(self, u, g, s, p, hp, step):
+        if not hp.on("momentum"):
             return u
-        buf = s.get("momentum_buffer")
-        if buf is None:  # momentum switched on after the state was created
-            buf = s["momentum_buffer"] = torch.zeros_like(u)
-            first = True
-        else:
-            first = step == 1
-        buf.mul_(mu).add_(u, alpha=1.0 if first else 1.0 - group.get("dampening", 0))
-        return u.add(buf, alpha=mu) if group.get("nesterov") else buf
+        mu = hp["momentum"]
+        if "momentum_buffer" not in s:  # momentum switched on after the state was created
+            s["momentum_buffer"] = torch.zeros_like(u)
+        buf = s["momentum_buffer"]
+        if hp.on("dampening"):  # the first step stores u undamped (torch: v₁ = u₁)
+            u = u * (1 - hp["dampening"] * (step > 1))
+        buf.mul_(mu).add_(u)
+        return u + mu * buf if hp.on("nesterov") else buf
 
 
 class AverageGradient(Transform):
@@ -269,11 +335,11 @@ class AverageGradient(Transform):
         self.bias_correction = bias_correction
         self.hyperparameters = {decay: UNIT_OPEN}
 
-    def init(self, p, group):
+    def init(self, p, hp):
         return {"exp_avg": torch.zeros_like(p)}
 
-    def update(self, u, g, s, p, group, step):
-        beta = hyper(group, self.decay)
+    def update(self, u, g, s, p, hp, step):
+        beta = hp[self.decay]
         m = s["exp_avg"]
         m.lerp_(u, 1 - beta)
         return m / (1 - beta**step) if self.bias_correction else m
@@ -300,22 +366,23 @@ class NesterovAverage(Transform):
         self.schedule = schedule
         self.hyperparameters = {decay: UNIT_OPEN, schedule: NONNEGATIVE}
 
-    def init(self, p, group):
+    def init(self, p, hp):
         return {"exp_avg": torch.zeros_like(p),
                 "mu_product": torch.ones((), dtype=p.real.dtype, device=p.device)}
 
     def mu(self, beta, psi, t):
         return beta if psi is None else beta * (1.0 - 0.5 * 0.96 ** (t * psi))
 
-    def update(self, u, g, s, p, group, step):
-        beta = hyper(group, self.decay)
-        psi = hyper(group, self.schedule)
+    def prepare(self, s, hp, step):
+        s["mu_product"].mul_(self.mu(hp[self.decay], hp.get(self.schedule), step))
+
+    def update(self, u, g, s, p, hp, step):
+        beta, psi = hp[self.decay], hp.get(self.schedule)
         mu, mu_next = self.mu(beta, psi, step), self.mu(beta, psi, step + 1)
         prod = s["mu_product"]
-        prod.mul_(mu)
+        prod = prod.item() if not isinstance(step, Tensor) else prod
         m = s["exp_avg"]
         m.lerp_(u, 1 - beta)
-        prod = prod.item() if not isinstance(step, Tensor) else prod
         return u * ((1.0 - mu) / (1.0 - prod)) + m * (mu_next / (1.0 - prod * mu_next))
 
 
@@ -366,18 +433,18 @@ class Adapt(Transform):
         if initial is not None:
             self.hyperparameters[initial] = NONNEGATIVE
 
-    def init(self, p, group):
-        init = hyper(group, self.initial, 0.0) if self.initial else 0.0
+    def init(self, p, hp):
+        init = hp.get(self.initial, 0.0) if self.initial else 0.0
         buffers = {self.name: torch.full_like(p, init)}
-        if group.get("centered"):
+        if hp.on("centered"):
             buffers["grad_avg"] = torch.zeros_like(p)
-        if group.get("amsgrad"):
+        if hp.on("amsgrad"):
             buffers["max_exp_avg_sq"] = torch.zeros_like(p)
         return buffers
 
-    def update(self, u, g, s, p, group, step):
-        eps = group["eps"]
-        beta = hyper(group, self.decay) if self.decay else None
+    def update(self, u, g, s, p, hp, step):
+        eps = hp["eps"]
+        beta = hp[self.decay] if self.decay else None
         v = s[self.name]
         if self.statistic == "ema":
             v.mul_(beta).addcmul_(g, g, value=1 - beta)
@@ -386,16 +453,16 @@ class Adapt(Transform):
         else:
             magnitude = g.abs().add_(eps) if self.eps == "inside_root" else g.abs()
             torch.maximum(v.mul_(beta), magnitude, out=v)
-        if group.get("centered"):
+        if hp.on("centered"):
             mean = s["grad_avg"]
             mean.lerp_(g, 1 - beta)
             v = v.addcmul(mean, mean, value=-1)
-        if group.get("amsgrad"):
+        if hp.on("amsgrad"):
             v = torch.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
         c = 1 - beta**step if self.bias_correction else None
         return u / self._denominator(v, c, eps)
 
-    def _denominator(self, v: Tensor, c: Step | None, eps: float) -> Tensor:
+    def _denominator(self, v: Tensor, c: Step | None, eps: Step) -> Tensor:
         if self.statistic == "max":  # no root; ε already inside the max for "inside_root"
             d = v if c is None else v / c
             return d if self.eps == "inside_root" else d + eps
@@ -422,12 +489,12 @@ class ScaleByUpdateRms(Transform):
         self.decay = decay
         self.hyperparameters = {decay: UNIT, "eps": NONNEGATIVE}
 
-    def init(self, p, group):
+    def init(self, p, hp):
         return {"acc_delta": torch.zeros_like(p)}
 
-    def update(self, u, g, s, p, group, step):
-        rho = hyper(group, self.decay)
+    def update(self, u, g, s, p, hp, step):
+        rho = hp[self.decay]
         a = s["acc_delta"]
-        delta = a.add(group["eps"]).sqrt_().mul_(u)
+        delta = a.add(hp["eps"]).sqrt_().mul_(u)
         a.mul_(rho).addcmul_(delta, delta, value=1 - rho)
         return delta
