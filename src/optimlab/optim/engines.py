@@ -316,7 +316,6 @@ def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None)
 
     def fused(param, grad, buffers, scalars, values, step):
         hp = Hyper(values, flags)
-        chain.prepare(scalars, hp, step)
         apply_update(chain, param, grad, {**buffers, **scalars}, hp, step, dtype)
 
     return torch.compile(fused, dynamic=True)
@@ -352,6 +351,9 @@ class CompiledEngine(FlatEngine):
         if fused is None:
             fused = bucket.compiled[key] = _fused_step(self.optimizer.chain, flags,
                                                        self.optimizer.state_dtype)
+        # 0-d state is updated here, outside the kernel (once per step, a few scalar ops)
+        self.optimizer.chain.prepare(bucket.scalars, Hyper(bucket.group),
+                                     bucket.scalars["step"].item())
         for name, value in values.items():
             tensor = bucket.values.get(name)
             if tensor is None:

@@ -1,0 +1,210 @@
+"""Every engine equals the reference engine; the flat engines keep torch's contracts."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+import optimlab.optim as oo
+from optimlab.optim import engines
+
+from .database import cases as database_cases
+from .database import default_dtype
+from .references import batches, flat, initial_parameters, loss_fn, relative_error
+
+FIRST_SETS = [c for c in database_cases() if c.id.endswith("-0")]
+# the compiled engine compiles once per optimizer and flag set: the first set of every entry
+# and every set of Adam (clipping, accumulation and weight decay run around the fused kernel)
+COMPILED_SETS = FIRST_SETS + [c for c in database_cases(lambda i: i.id == "Adam-torch")
+                              if not c.id.endswith("-0")]
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    with default_dtype(torch.float64):
+        yield
+
+
+def train(info, hp, engine, steps=30, dtype=torch.float64, params=None, data=None):
+    params = params or [torch.nn.Parameter(p.to(dtype)) for p in initial_parameters()]
+    opt = info.make(params, engine=engine, **hp)
+    k = hp.get("gradient_accumulation_steps", 1)
+    for batch in data or batches(steps * k, dtype):
+        opt.zero_grad()
+        loss_fn(params, batch).backward()
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("info, hp", database_cases())
+def test_eager_equals_reference_float64(info, hp):
+    ours, opt = train(info, hp, "eager")
+    assert opt.engine == "eager"
+    expected, _ = train(info, hp, "reference")
+    assert relative_error(flat(ours), flat(expected)) <= 1e-12
+
+
+@pytest.mark.parametrize("info, hp", COMPILED_SETS)
+def test_compiled_equals_reference_float64(info, hp):
+    ours, opt = train(info, hp, "compiled", steps=20)
+    assert opt.engine == "compiled"
+    expected, _ = train(info, hp, "reference", steps=20)
+    assert relative_error(flat(ours), flat(expected)) <= 1e-12
+
+
+U32 = 2.0**-24  # unit roundoff of float32
+
+
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
+@pytest.mark.parametrize("info, hp", FIRST_SETS)
+def test_one_float32_step_within_the_rounding_bound(info, hp, engine):
+    """From the same float32 state, one step of an engine and of the reference differ by at most
+    64·u·(|p| + |Δ|) per element, u = 2⁻²⁴: both evaluate the same chain of at most ~16
+    elementwise operations, each rounded once (a fused kernel may contract a·b + c into one
+    rounding or turn a division into a multiplication by the reciprocal), so the update Δ differs
+    by ≤ 2·16·u·|Δ| to first order, and p − Δ adds one rounding of ≤ u(|p| + |Δ|). The factor 2 of
+    slack covers the second-order terms."""
+    with default_dtype(torch.float32):
+        warm, opt = train(info, hp, "reference", steps=10, dtype=torch.float32)
+        state = io.BytesIO()
+        torch.save({"p": [p.detach() for p in warm], "opt": opt.state_dict()}, state)
+        batch = batches(11, torch.float32)[10:]
+        results = {}
+        for name in ("reference", engine):
+            state.seek(0)
+            saved = torch.load(state)
+            params = [torch.nn.Parameter(p.clone()) for p in saved["p"]]
+            o = info.make(params, engine=name, **hp)
+            o.load_state_dict(saved["opt"])
+            before = flat(params).clone()
+            o.zero_grad()
+            loss_fn(params, batch[0]).backward()
+            o.step()
+            results[name] = (before, flat(params))
+        before, after_ref = results["reference"]
+        _, after = results[engine]
+        bound = 64 * U32 * (before.abs() + (before - after_ref).abs())
+        assert ((after - after_ref).abs() <= bound).all(), \
+            ((after - after_ref).abs() / bound).max().item()
+
+
+@pytest.mark.parametrize("first, second", [("reference", "eager"), ("eager", "compiled"),
+                                           ("compiled", "reference"), ("eager", "reference")])
+@pytest.mark.parametrize("name", ["Adam-torch", "NAdam-torch", "RMSprop-torch"])
+def test_state_dict_moves_between_engines(name, first, second):
+    info, hp = next(c.values for c in FIRST_SETS if c.id.startswith(name))
+    data = batches(20)
+    expected, _ = train(info, hp, "reference", data=data)
+    params, opt = train(info, hp, first, data=data[:10])
+    buffer = io.BytesIO()
+    torch.save({"p": [p.detach() for p in params], "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer)
+    resumed = [torch.nn.Parameter(p.clone()) for p in saved["p"]]
+    opt2 = info.make(resumed, engine=second, **hp)
+    opt2.load_state_dict(saved["opt"])
+    for batch in data[10:]:
+        opt2.zero_grad()
+        loss_fn(resumed, batch).backward()
+        opt2.step()
+    assert relative_error(flat(resumed), flat(expected)) <= 1e-12
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2))
+
+
+def _steps(model, opt, n, hook=None, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        if hook is not None:
+            hook(i)
+        opt.zero_grad()
+        model(torch.randn(4, 5, generator=gen)).pow(2).sum().backward()
+        opt.step()
+
+
+def test_flat_engine_state_params_and_grads_are_views_of_one_buffer():
+    model = _model()
+    opt = oo.Adam(model.parameters(), lr=0.01, engine="eager")
+    _steps(model, opt, 2)
+    (bucket,) = opt._engine.buckets
+    base = bucket.param.data_ptr()
+    end = base + bucket.param.numel() * bucket.param.element_size()
+    for p in model.parameters():
+        assert base <= p.data_ptr() < end
+        assert p.grad._base is bucket.grad
+        assert opt.state[p]["exp_avg"]._base is bucket.buffers["exp_avg"]
+    opt.zero_grad()
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    model(torch.randn(3, 5)).sum().backward()  # backward accumulates into the buffer
+    assert bucket.grad.abs().sum() > 0
+    assert opt.state_dict()["state"][0]["exp_avg"].shape == model[0].weight.shape
+
+
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
+def test_replaced_parameters_and_none_grads_still_step_correctly(engine):
+    def hook(i):
+        if i == 2:
+            for p in model.parameters():  # what Module.to() / .double() do: swap p.data
+                p.data = p.data.clone()
+        if i == 4:
+            model.zero_grad(set_to_none=True)  # grads become None; backward makes new ones
+
+    def reference_hook(i):
+        if i == 4:
+            ref.zero_grad(set_to_none=True)
+
+    model, ref = _model(), _model()
+    opt = oo.NAdam(model.parameters(), lr=0.01, engine=engine)
+    ref_opt = oo.NAdam(ref.parameters(), lr=0.01, engine="reference")
+    _steps(model, opt, 8, hook)
+    _steps(ref, ref_opt, 8, reference_hook)
+    for a, b in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_complex_parameters_fall_back_to_reference_with_one_warning():
+    p = torch.nn.Parameter(torch.randn(3, dtype=torch.complex128))
+    q = torch.nn.Parameter(torch.randn(3))
+    opt = oo.Adam([p, q], lr=0.1, engine="eager")
+    with pytest.warns(UserWarning, match="complex or sparse parameters run on the reference"):
+        for _ in range(3):
+            opt.zero_grad()
+            ((p.abs() ** 2).sum() + (q**2).sum()).backward()
+            opt.step()
+    assert opt.state[p]["step"].item() == 3 and len(opt._engine.buckets) == 1
+
+
+def test_auto_picks_eager_for_small_and_compiled_for_large_models(monkeypatch):
+    small = oo.Adam([torch.nn.Parameter(torch.zeros(10))])
+    assert small.engine == "eager"
+    big = [torch.nn.Parameter(torch.zeros(engines.COMPILE_THRESHOLD))]
+    monkeypatch.setattr(engines, "compiler_available", lambda device: None)
+    assert oo.Adam(big).engine == "compiled"
+    monkeypatch.setattr(engines, "compiler_available", lambda device: "no C++ compiler found")
+    with pytest.warns(UserWarning, match="engine='auto' uses eager: no C\\+\\+ compiler"):
+        assert oo.Adam(big).engine == "eager"
+
+
+@pytest.mark.parametrize("engine", ["reference", "eager", "compiled"])
+def test_bfloat16_parameters_with_float32_state(engine):
+    """One step equals the float32 computation rounded once to bfloat16."""
+    torch.manual_seed(0)
+    p32 = torch.randn(1000)
+    g32 = torch.randn(1000).to(torch.bfloat16).float()
+    p = torch.nn.Parameter(p32.to(torch.bfloat16))
+    opt = oo.Adam([p], lr=0.01, engine=engine, state_dtype=torch.float32)
+    p.grad = g32.to(torch.bfloat16)
+    opt.step()
+    assert opt.state[p]["exp_avg"].dtype == torch.float32
+    reference = torch.nn.Parameter(p32.to(torch.bfloat16).float())
+    ref_opt = oo.Adam([reference], lr=0.01, engine="reference")
+    reference.grad = g32
+    ref_opt.step()
+    assert torch.equal(p.detach(), reference.detach().to(torch.bfloat16))
+    with pytest.raises(ValueError, match="state_dtype"):
+        oo.Adam([p], state_dtype=torch.int32)
