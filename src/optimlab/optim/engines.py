@@ -34,7 +34,7 @@ __all__ = ["apply_update", "ReferenceEngine", "EagerEngine", "CompiledEngine", "
            "CHUNK", "COMPILE_THRESHOLD"]
 
 #: elements per chunk of the eager engine on CPU: a few such slices of every buffer fit in L2.
-CHUNK = 1 << 16
+CHUNK = 1 << 17
 #: ``engine="auto"`` compiles models with at least this many elements (compiling costs seconds).
 COMPILE_THRESHOLD = 1 << 20
 
@@ -45,7 +45,7 @@ def scalar_dtype() -> torch.dtype:
 
 
 def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp: Hyper,
-                 step, dtype: torch.dtype | None = None) -> None:
+                 c: list, dtype: torch.dtype | None = None) -> None:
     """The elementwise part of every step: ``maximize``, weight decay, the chain, p ← p − u.
 
     With ``dtype`` (the optimizer's ``state_dtype``) the update is computed in that precision
@@ -61,7 +61,13 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
             p.mul_(1 - hp["lr"] * hp["weight_decay"])
         else:
             g = g + hp["weight_decay"] * p
-    p.sub_(chain.update(g, g, s, p, hp, step))
+    u, scale = chain.update(g, g, s, p, hp, c)
+    if scale is None:
+        p.sub_(u)
+    elif isinstance(scale, Tensor):
+        p.sub_(u * scale)
+    else:
+        p.add_(u, alpha=-scale)
     if target is not p:
         target.copy_(p)
 
@@ -108,8 +114,8 @@ class ReferenceEngine:
         view: Mapping[str, Tensor] = state
         if p.is_complex():
             p, g, view = torch.view_as_real(p), torch.view_as_real(g), _RealView(state)
-        opt.chain.prepare(view, hp, step)
-        apply_update(opt.chain, p, g, view, hp, step, opt.state_dtype)
+        c = opt.chain.prepare(view, hp, step)
+        apply_update(opt.chain, p, g, view, hp, c, opt.state_dtype)
 
     def gradients(self) -> list[Tensor]:
         return [p.grad for group in self.optimizer.param_groups for p in group["params"]
@@ -291,13 +297,12 @@ class EagerEngine(FlatEngine):
 
     def run(self, bucket: Bucket) -> None:
         chain, hp = self.optimizer.chain, Hyper(bucket.group)
-        step = bucket.scalars["step"].item()
-        chain.prepare(bucket.scalars, hp, step)
+        c = chain.prepare(bucket.scalars, hp, bucket.scalars["step"].item())
         size = CHUNK if bucket.device.type == "cpu" else bucket.param.numel()
         for a, b in bucket.chunks(size):
             s = {k: v[a:b] for k, v in bucket.buffers.items()}
             s.update(bucket.scalars)
-            apply_update(chain, bucket.param[a:b], bucket.grad[a:b], s, hp, step,
+            apply_update(chain, bucket.param[a:b], bucket.grad[a:b], s, hp, c,
                          self.optimizer.state_dtype)
 
 
@@ -314,11 +319,11 @@ def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None)
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit,
                                              4 * RECOMPILE_LIMIT)
 
-    def fused(param, grad, buffers, scalars, values, step):
+    def fused(param, grad, buffers, scalars, values, coefficients):
         hp = Hyper(values, flags)
-        apply_update(chain, param, grad, {**buffers, **scalars}, hp, step, dtype)
+        apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
 
-    return torch.compile(fused, dynamic=True)
+    return torch.compile(fused, dynamic=False)
 
 
 @functools.cache
@@ -351,17 +356,20 @@ class CompiledEngine(FlatEngine):
         if fused is None:
             fused = bucket.compiled[key] = _fused_step(self.optimizer.chain, flags,
                                                        self.optimizer.state_dtype)
-        # 0-d state is updated here, outside the kernel (once per step, a few scalar ops)
-        self.optimizer.chain.prepare(bucket.scalars, Hyper(bucket.group),
-                                     bucket.scalars["step"].item())
-        for name, value in values.items():
+        # the step's scalar work runs here, once, outside the kernel; numbers enter as 0-d tensors
+        coefficients = self.optimizer.chain.prepare(bucket.scalars, Hyper(bucket.group),
+                                                    bucket.scalars["step"].item())
+        numbers = {**values, **{f"{i}.{k}": v for i, c in enumerate(coefficients)
+                                for k, v in c.items()}}
+        for name, value in numbers.items():
             tensor = bucket.values.get(name)
             if tensor is None:
-                bucket.values[name] = torch.tensor(value, dtype=torch.float64)
+                bucket.values[name] = torch.tensor(float(value), dtype=torch.float64)
             else:
-                tensor.fill_(value)
+                tensor.fill_(float(value))
         fused(bucket.param, bucket.grad, bucket.buffers, bucket.scalars,
-              {k: bucket.values[k] for k in values}, bucket.scalars["step"])
+              {k: bucket.values[k] for k in values},
+              [{k: bucket.values[f"{i}.{k}"] for k in c} for i, c in enumerate(coefficients)])
 
 
 ENGINE_CLASSES = {"reference": ReferenceEngine, "eager": EagerEngine, "compiled": CompiledEngine}

@@ -39,7 +39,7 @@ class FtrlProximal(Transform):
         return {"accumulator": torch.full_like(p, hp["initial_accumulator_value"]),
                 "linear": torch.zeros_like(p)}
 
-    def update(self, u, g, s, p, hp, step):
+    def update(self, u, g, s, p, hp, c):
         lr, power = hp["lr"], -hp["lr_power"]
         l1, l2 = hp["l1"], hp["l2"] + hp["beta"] / (2.0 * lr)
         n, z = s["accumulator"], s["linear"]

@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,6 +48,7 @@ __all__ = [
 
 State = MutableMapping[str, Tensor]
 Step = float | Tensor
+Scalars = Mapping[str, Any]
 
 
 def hyper(group: Mapping, key: str, default=None):
@@ -176,20 +178,26 @@ class Transform:
     """One idea of an update rule.
 
     Subclasses set :attr:`hyperparameters` (group key → allowed interval), create their buffers
-    in :meth:`init`, keep per-step scalar bookkeeping (0-d state) in :meth:`prepare` and
-    implement :meth:`update` elementwise on plain tensors, mutating buffers in place. Because
-    :meth:`update` is elementwise, an engine may run it on any slice of a flat buffer.
+    in :meth:`init`, compute the step's scalar coefficients (bias corrections, schedules; 0-d
+    state) in :meth:`prepare`, and implement :meth:`update` elementwise on plain tensors,
+    mutating buffers in place. :meth:`prepare` runs once per step outside any kernel, so a fused
+    kernel does no scalar work per element; :meth:`update` may run on any slice of a flat buffer.
     """
 
     #: group key → allowed interval, e.g. ``{"betas.0": "[0, 1)"}``; used to validate groups.
     hyperparameters: Mapping[str, str] = {}
+    #: True if ``update(k·u) = k·update(u)`` for a scalar k and the state does not depend on u:
+    #: a pending scalar factor then passes through instead of costing a pass over the tensor.
+    linear: bool = False
 
     def init(self, p: Tensor, hp: Hyper) -> dict[str, Tensor]:
         """The buffers this transform keeps for parameter ``p`` (torch's state names)."""
         return {}
 
-    def prepare(self, s: State, hp: Hyper, step: Step) -> None:
-        """Update 0-d state once per step, before :meth:`update` runs on the elements."""
+    def prepare(self, s: State, hp: Hyper, step: float) -> dict[str, Any]:
+        """This step's scalar coefficients, given to :meth:`update` as ``c``; may update 0-d
+        state. ``step`` counts the updates of this parameter, this one included (t ≥ 1)."""
+        return {}
 
     def validate(self, group: Mapping) -> None:
         """Check the group's hyper-parameters; raise ``ValueError`` naming the bad one."""
@@ -199,8 +207,12 @@ class Transform:
                 Interval.parse(interval).check(key, value)
 
     def update(self, u: Tensor, g: Tensor, s: State, p: Tensor, hp: Hyper,
-               step: Step) -> Tensor:
+               c: Scalars) -> Tensor | tuple[Tensor, Any]:
         """Map the incoming direction ``u`` to the outgoing one.
+
+        May return ``(tensor, k)`` meaning ``k · tensor``: the factor is applied later, folded
+        into the next non-linear transform or the final ``p.add_(u, alpha=−k)``. ``u`` itself is
+        never modified in place.
 
         Args:
             u: the direction produced by the previous transform (the gradient for the first).
@@ -208,7 +220,8 @@ class Transform:
             s: this parameter's state; buffers are updated in place.
             p: the parameter (read-only here).
             hp: the param group's hyper-parameters.
-            step: how many updates this parameter has received, this one included (t ≥ 1).
+            c: the coefficients :meth:`prepare` returned for this step (numbers, or 0-d tensors
+                under ``torch.compile``).
         """
         raise NotImplementedError
 
@@ -239,18 +252,26 @@ class Chain(Transform):
             buffers.update(t.init(p, hp))
         return buffers
 
-    def prepare(self, s, hp, step):
-        for t in self.transforms:
-            t.prepare(s, hp, step)
+    def prepare(self, s, hp, step) -> list[dict[str, Any]]:  # type: ignore[override]
+        return [t.prepare(s, hp, step) for t in self.transforms]
 
     def validate(self, group):
         for t in self.transforms:
             t.validate(group)
 
-    def update(self, u, g, s, p, hp, step):
-        for t in self.transforms:
-            u = t.update(u, g, s, p, hp, step)
-        return u
+    def update(self, u, g, s, p, hp, c):
+        """Returns ``(u, k)``: the direction is ``k · u`` (k = None for 1)."""
+        scale = None
+        for t, coefficients in zip(self.transforms, c, strict=True):
+            if scale is not None and not t.linear:
+                u, scale = u * scale, None
+            out = t.update(u, g, s, p, hp, coefficients)
+            if isinstance(out, tuple):
+                u, factor = out
+                scale = factor if scale is None else scale * factor
+            else:
+                u = out
+        return u, scale
 
     def __iter__(self):
         return iter(self.transforms)
@@ -274,12 +295,16 @@ class LearningRate(Transform):
     """
 
     hyperparameters = {"lr": NONNEGATIVE, "lr_decay": NONNEGATIVE}
+    linear = True
 
-    def update(self, u, g, s, p, hp, step):
+    def prepare(self, s, hp, step):
         lr = hp["lr"]
         if "lr_decay" in hp:
             lr = lr / (1 + (step - 1) * hp["lr_decay"])
-        return u * lr
+        return {"lr": lr}
+
+    def update(self, u, g, s, p, hp, c):
+        return u, c["lr"]
 
 
 class Momentum(Transform):
@@ -308,16 +333,18 @@ class Momentum(Transform):
                 f"nesterov=True requires momentum > 0 and dampening == 0, got "
                 f"momentum={group.get('momentum')!r}, dampening={group.get('dampening')!r}")
 
-    def update(self, u, g, s, p, hp, step):
+    def prepare(self, s, hp, step):
+        # the first step stores u undamped (torch: v₁ = u₁)
+        return {"damped": 1 - hp["dampening"] * (step > 1)} if hp.on("dampening") else {}
+
+    def update(self, u, g, s, p, hp, c):
         if not hp.on("momentum"):
             return u
         mu = hp["momentum"]
         if "momentum_buffer" not in s:  # momentum switched on after the state was created
             s["momentum_buffer"] = torch.zeros_like(u)
         buf = s["momentum_buffer"]
-        if hp.on("dampening"):  # the first step stores u undamped (torch: v₁ = u₁)
-            u = u * (1 - hp["dampening"] * (step > 1))
-        buf.mul_(mu).add_(u)
+        buf.mul_(mu).add_(u * c["damped"] if "damped" in c else u)
         return u + mu * buf if hp.on("nesterov") else buf
 
 
@@ -338,11 +365,13 @@ class AverageGradient(Transform):
     def init(self, p, hp):
         return {"exp_avg": torch.zeros_like(p)}
 
-    def update(self, u, g, s, p, hp, step):
-        beta = hp[self.decay]
+    def prepare(self, s, hp, step):
+        return {"correction": 1 - hp[self.decay] ** step} if self.bias_correction else {}
+
+    def update(self, u, g, s, p, hp, c):
         m = s["exp_avg"]
-        m.lerp_(u, 1 - beta)
-        return m / (1 - beta**step) if self.bias_correction else m
+        m.lerp_(u, 1 - hp[self.decay])
+        return (m, 1 / c["correction"]) if self.bias_correction else m
 
 
 class NesterovAverage(Transform):
@@ -374,16 +403,16 @@ class NesterovAverage(Transform):
         return beta if psi is None else beta * (1.0 - 0.5 * 0.96 ** (t * psi))
 
     def prepare(self, s, hp, step):
-        s["mu_product"].mul_(self.mu(hp[self.decay], hp.get(self.schedule), step))
-
-    def update(self, u, g, s, p, hp, step):
         beta, psi = hp[self.decay], hp.get(self.schedule)
         mu, mu_next = self.mu(beta, psi, step), self.mu(beta, psi, step + 1)
-        prod = s["mu_product"]
-        prod = prod.item() if not isinstance(step, Tensor) else prod
+        prod = s["mu_product"].mul_(mu).item()
+        return {"gradient": (1.0 - mu) / (1.0 - prod),
+                "average": mu_next / (1.0 - prod * mu_next)}
+
+    def update(self, u, g, s, p, hp, c):
         m = s["exp_avg"]
-        m.lerp_(u, 1 - beta)
-        return u * ((1.0 - mu) / (1.0 - prod)) + m * (mu_next / (1.0 - prod * mu_next))
+        m.lerp_(u, 1 - hp[self.decay])
+        return u * c["gradient"] + m * c["average"]
 
 
 #: where ε enters the denominator of :class:`Adapt` (r = √ for L2 statistics, identity for L∞;
@@ -415,6 +444,7 @@ class Adapt(Transform):
     """
 
     STATISTICS = ("ema", "sum", "max")
+    linear = True
 
     def __init__(self, statistic: str = "ema", decay: str | None = "betas.1",
                  bias_correction: bool = False, eps: str = "after_root",
@@ -442,7 +472,14 @@ class Adapt(Transform):
             buffers["max_exp_avg_sq"] = torch.zeros_like(p)
         return buffers
 
-    def update(self, u, g, s, p, hp, step):
+    def prepare(self, s, hp, step):
+        if not self.bias_correction:
+            return {}
+        correction = 1 - hp[self.decay] ** step
+        root = correction**0.5
+        return {"correction": correction, "root": root, "eps_root": hp["eps"] * root}
+
+    def update(self, u, g, s, p, hp, c):
         eps = hp["eps"]
         beta = hp[self.decay] if self.decay else None
         v = s[self.name]
@@ -459,18 +496,20 @@ class Adapt(Transform):
             v = v.addcmul(mean, mean, value=-1)
         if hp.on("amsgrad"):
             v = torch.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
-        c = 1 - beta**step if self.bias_correction else None
-        return u / self._denominator(v, c, eps)
-
-    def _denominator(self, v: Tensor, c: Step | None, eps: Step) -> Tensor:
         if self.statistic == "max":  # no root; ε already inside the max for "inside_root"
-            d = v if c is None else v / c
-            return d if self.eps == "inside_root" else d + eps
+            if not c:
+                return u / (v if self.eps == "inside_root" else v + eps)
+            # u/(v/c + ε) = c · u/(v + εc)
+            d = v if self.eps == "inside_root" else v + eps * c["correction"]
+            return u / d, c["correction"]
+        if self.eps == "inside_root":
+            return u / (v / c["correction"] if c else v).add(eps).sqrt_()
+        if not c:
+            return u / v.sqrt().add_(eps)
+        # the bias correction √c moves to the numerator: u/(√v/√c + ε) = √c · u/(√v + ε√c)
         if self.eps == "before_bias_correction":
-            d = v.sqrt().add_(eps)
-            return d if c is None else d / c**0.5
-        d = v if c is None else v / c
-        return d.add(eps).sqrt_() if self.eps == "inside_root" else d.sqrt().add_(eps)
+            return u / v.sqrt().add_(eps), c["root"]
+        return u / v.sqrt().add_(c["eps_root"]), c["root"]
 
 
 class ScaleByUpdateRms(Transform):
@@ -492,7 +531,7 @@ class ScaleByUpdateRms(Transform):
     def init(self, p, hp):
         return {"acc_delta": torch.zeros_like(p)}
 
-    def update(self, u, g, s, p, hp, step):
+    def update(self, u, g, s, p, hp, c):
         rho = hp[self.decay]
         a = s["acc_delta"]
         delta = a.add(hp["eps"]).sqrt_().mul_(u)
