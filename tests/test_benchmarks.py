@@ -1,0 +1,29 @@
+"""The benchmarks run (a smoke test on tiny sizes; timings are reported, never asserted)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_benchmark_quick(tmp_path):
+    out = tmp_path / "step.json"
+    step = load("step")
+    assert step.main(["--quick", "--algorithms", "adam,nadam,sgd", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    rows = results["cases"]["a"]["rows"] + results["cases"]["b"]["rows"]
+    impls = {(r["algorithm"], r["impl"]) for r in rows}
+    assert ("adam", "compiled") in impls and ("adam", "torch-fused") in impls
+    assert ("nadam", "eager") in impls and ("nadam", "torch-foreach") in impls
+    assert all(r["seconds"] > 0 and r["fraction_of_bandwidth"] > 0 for r in rows)
+    assert {r["engine"] for r in rows if r["impl"] in ("eager", "compiled")} == {"eager",
+                                                                               "compiled"}
+    assert results["compile"]["cold_seconds"] > 0
