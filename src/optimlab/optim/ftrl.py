@@ -39,15 +39,19 @@ class FtrlProximal(Transform):
         return {"accumulator": torch.full_like(p, hp["initial_accumulator_value"]),
                 "linear": torch.zeros_like(p)}
 
+    def prepare(self, s, hp, step):
+        return {"sqrt": hp["lr_power"] == -0.5}  # n^½ as a square root, not a general power
+
     def update(self, u, g, s, p, hp, c):
         lr, power = hp["lr"], -hp["lr_power"]
         l1, l2 = hp["l1"], hp["l2"] + hp["beta"] / (2.0 * lr)
         n, z = s["accumulator"], s["linear"]
         n_new = n.addcmul(g, g)
         shrunk = g + (2 * hp["l2_shrinkage"]) * p if hp.on("l2_shrinkage") else g
-        sigma = n_new.pow(power).sub_(n.pow(power)).div_(lr)
-        z.add_(shrunk).sub_(sigma.mul_(p))
-        quadratic = n_new.pow(power).div_(lr).add_(2 * l2)
+        root_new, root = (n_new.sqrt(), n.sqrt()) if c["sqrt"] else (n_new.pow(power),
+                                                                      n.pow(power))
+        z.add_(shrunk).sub_(root_new.sub(root).div_(lr).mul_(p))
+        quadratic = root_new.div_(lr).add_(2 * l2)
         p_new = z.clamp(-l1, l1).sub_(z).div_(quadratic)
         n.copy_(n_new)
         return p - p_new

@@ -196,7 +196,9 @@ class Transform:
 
     def prepare(self, s: State, hp: Hyper, step: float) -> dict[str, Any]:
         """This step's scalar coefficients, given to :meth:`update` as ``c``; may update 0-d
-        state. ``step`` counts the updates of this parameter, this one included (t ≥ 1)."""
+        state. ``step`` counts the updates of this parameter, this one included (t ≥ 1).
+        Numbers become 0-d tensors under ``torch.compile``; bools stay Python bools and select
+        code paths (the kernel is specialised on them)."""
         return {}
 
     def validate(self, group: Mapping) -> None:
