@@ -8,11 +8,11 @@ PIP    := $(PY) -m pip install --quiet --constraint constraints.txt
 
 $(VENV)/.run-installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) --editable .
+	$(PIP) --editable '.[lab]'
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.run-installed
-	$(PIP) --editable '.[dev]'
+	$(PIP) --editable '.[dev,lab]'
 	touch $@
 
 run: $(VENV)/.run-installed

@@ -35,3 +35,19 @@ def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "nadamax" in out and "rosenbrock" in out
+
+
+def test_init_report_writes_table_and_figure(tmp_path, capsys):
+    code = main(["init-report", "--depth", "4", "--width", "64", "--activation", "tanh",
+                 "--init", "normal:0.01", "--batch", "128", "--out", str(tmp_path)])
+    assert code == 0
+    assert "activations and gradients per layer" in capsys.readouterr().out
+    assert (tmp_path / "activations.png").read_bytes()[:4] == b"\x89PNG"
+    assert "vanishing" in (tmp_path / "layers.csv").read_text()
+
+
+def test_init_report_rejects_unknown_initializer(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["init-report", "--init", "normal:abc"])
+    assert exit_info.value.code == 2
+    assert "not a number" in capsys.readouterr().err

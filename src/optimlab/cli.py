@@ -86,9 +86,52 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import csv
+    import os
+
+    import torch
+
+    from . import init
+
+    activations = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid,
+                   "leaky_relu": torch.nn.LeakyReLU, "elu": torch.nn.ELU, "selu": torch.nn.SELU,
+                   "gelu": torch.nn.GELU, "silu": torch.nn.SiLU}
+    if args.activation not in activations:
+        parser.error(f"unknown activation {args.activation}: choose from "
+                     f"{', '.join(activations)}")
+    try:
+        initializer = init.get(args.init)
+    except ValueError as error:
+        parser.error(str(error))
+    layers: list[torch.nn.Module] = []
+    for _ in range(args.depth):
+        layers += [torch.nn.Linear(args.width, args.width), activations[args.activation]()]
+    model = init.apply(torch.nn.Sequential(*layers), weight=initializer, bias="zeros",
+                       seed=args.seed)
+    inputs = torch.randn(args.batch, args.width, generator=torch.Generator().manual_seed(
+        args.seed))
+    diagnosis = init.diagnose(model, inputs)
+    console = Console()
+    console.print(diagnosis.table())
+    os.makedirs(args.out, exist_ok=True)
+    title = f"{args.depth}×{args.width} MLP, {args.activation}, init {args.init}"
+    png = diagnosis.plot(os.path.join(args.out, "activations.png"), title=title)
+    table = os.path.join(args.out, "layers.csv")
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(diagnosis.rows()[0]))
+        writer.writeheader()
+        writer.writerows(diagnosis.rows())
+    console.print(f"wrote {png} and {table}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
     print("problems:  ", ", ".join(SURFACES))
+    from . import init
+
+    print("initializers:", ", ".join(init.names()))
     return 0
 
 
@@ -107,7 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write every result to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.set_defaults(handler=cmd_compare)
-    p = sub.add_parser("list", help="list optimizers and problems")
+    p = sub.add_parser("init-report", help="activation statistics of a deep MLP at init")
+    p.add_argument("--depth", type=_positive_int, default=10)
+    p.add_argument("--width", type=_positive_int, default=500)
+    p.add_argument("--activation", default="tanh")
+    p.add_argument("--init", default="normal:0.01",
+                   help="initializer id, e.g. he_normal, glorot_uniform, normal:0.01")
+    p.add_argument("--batch", type=_positive_int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="report/init", help="folder for the PNG and CSV")
+    p.set_defaults(handler=cmd_init_report)
+    p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)
     return parser
 

@@ -1,0 +1,97 @@
+"""Activations, Maxout, batch-norm folding and batch norm's two modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from optimlab import nn as onn
+
+X = torch.linspace(-6, 6, 101, dtype=torch.float64)
+FORMULAS = {  # each activation's formula, written out
+    "sigmoid": lambda x: 1 / (1 + torch.exp(-x)),
+    "tanh": lambda x: (torch.exp(x) - torch.exp(-x)) / (torch.exp(x) + torch.exp(-x)),
+    "relu": lambda x: torch.where(x > 0, x, 0.0),
+    "leaky_relu": lambda x: torch.where(x > 0, x, 0.01 * x),
+    "elu": lambda x: torch.where(x > 0, x, torch.exp(x) - 1),
+    "selu": lambda x: 1.0507009873554805 * torch.where(x > 0, x, 1.6732632423543772
+                                                       * (torch.exp(x) - 1)),
+    "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / 2**0.5)),
+    "swish": lambda x: x / (1 + torch.exp(-x)),
+    "silu": lambda x: x / (1 + torch.exp(-x)),
+    "softplus": lambda x: torch.log1p(torch.exp(x)),
+    "softsign": lambda x: x / (1 + x.abs()),
+    "hard_sigmoid": lambda x: torch.clamp(x / 6 + 0.5, 0, 1),
+    "exponential": torch.exp,
+    "linear": lambda x: x,
+    "softmax": lambda x: torch.exp(x) / torch.exp(x).sum(),
+}
+
+
+@pytest.mark.parametrize("name", onn.names())
+def test_activation_matches_its_formula(name):
+    torch.testing.assert_close(onn.get(name)(X), FORMULAS[name](X), rtol=1e-6, atol=1e-7)
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match="unknown activation 'rellu'.*relu"):
+        onn.get("rellu")
+
+
+def test_maxout_is_the_max_of_its_pieces():
+    torch.manual_seed(0)
+    layer = onn.Maxout(4, 3, pieces=5)
+    x = torch.randn(8, 4)
+    pieces = (x @ layer.linear.weight.T + layer.linear.bias).view(8, 3, 5)
+    torch.testing.assert_close(layer(x), pieces.max(dim=-1).values)
+    with pytest.raises(ValueError, match="pieces=0"):
+        onn.Maxout(4, 3, pieces=0)
+
+
+def _trained_bn(model, x):
+    model.train()
+    for _ in range(5):
+        model(x + torch.randn_like(x))  # moves the running statistics away from (0, 1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-1, 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_fold_batchnorm_keeps_outputs_and_drops_modules(kind):
+    torch.manual_seed(0)
+    if kind == "linear":
+        model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(),
+                              nn.Linear(8, 4, bias=False), nn.BatchNorm1d(4))
+        x = torch.randn(32, 6) * 3 + 1
+    else:
+        model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.ReLU(),
+                              nn.Sequential(nn.Conv2d(5, 2, 3), nn.BatchNorm2d(2)))
+        x = torch.randn(4, 3, 9, 9) * 2 - 1
+    model = _trained_bn(model, x)
+    folded = onn.fold_batchnorm(model)
+    with torch.no_grad():
+        expected, actual = model(x), folded(x)
+    assert ((actual - expected).abs().max() / expected.abs().max()).item() <= 1e-5
+    count = lambda m: sum(1 for _ in m.modules())  # noqa: E731
+    assert count(folded) < count(model)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+
+
+def test_batchnorm_train_uses_batch_statistics_and_eval_running_averages():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(3, momentum=0.1)
+    x = torch.randn(64, 3) * 4 + 10
+    y = bn.train()(x)
+    torch.testing.assert_close(y.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std(0, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    # running averages moved 10% of the way from (0, 1) to the batch statistics
+    torch.testing.assert_close(bn.running_mean, 0.1 * x.mean(0))
+    z = bn.eval()(x)
+    expected = (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
+    torch.testing.assert_close(z, expected)
+    assert (z - y).abs().max() > 1.0  # the two modes really differ
