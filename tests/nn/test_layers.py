@@ -95,3 +95,36 @@ def test_batchnorm_train_uses_batch_statistics_and_eval_running_averages():
     expected = (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
     torch.testing.assert_close(z, expected)
     assert (z - y).abs().max() > 1.0  # the two modes really differ
+
+
+@pytest.mark.parametrize("norm", [None, "batch", "layer"])
+def test_mlp_builder(norm):
+    model = onn.MLP(64, [32, 32], 10, activation="tanh", norm=norm, init="glorot_normal",
+                    dropout=0.1, skip=True)
+    assert model(torch.randn(5, 1, 8, 8)).shape == (5, 10)
+    assert torch.all(model[1].linear.bias == 0)
+    assert model[2].skip and not model[1].skip  # equal widths only
+
+
+def test_builders_switch_batchnorm_modes():
+    """In train mode the builders' batch norms use batch statistics; in eval the running ones."""
+    torch.manual_seed(0)
+    for model, x in ((onn.MLP(4, [8], 2, norm="batch"), torch.randn(16, 4) * 5 + 3),
+                     (onn.SmallCNN((1, 8, 8), 3, norm="batch"), torch.randn(16, 1, 8, 8))):
+        model.train()
+        train_out = model(x)
+        bn = next(m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+        assert bn.num_batches_tracked == 1
+        model.eval()
+        eval_out = model(x)
+        assert bn.num_batches_tracked == 1
+        assert (train_out - eval_out).abs().max() > 1e-3
+
+
+def test_small_cnn_shapes_and_errors():
+    model = onn.SmallCNN((1, 28, 28), 10, skip=True, init="he_normal")
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="norm='layer'"):
+        onn.SmallCNN((1, 8, 8), 2, norm="layer")
+    with pytest.raises(ValueError, match="dropout=1.5"):
+        onn.MLP(2, [2], 2, dropout=1.5)

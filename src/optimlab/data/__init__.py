@@ -1,5 +1,19 @@
-"""Data: preprocessing transformers fitted on training data, on tensors."""
+"""Data: preprocessing transformers fitted on training data, datasets that work offline, and
+loaders for full-batch, mini-batch and stochastic training."""
 
+from .datasets import (
+    DATASETS,
+    Split,
+    Splits,
+    digits,
+    loader,
+    mnist,
+    moons,
+    noisy_quadratic,
+    teacher_student,
+)
 from .preprocessing import PCA, Center, MinMax, Standardize, Transformer, Whiten
 
-__all__ = ["Transformer", "Center", "Standardize", "MinMax", "PCA", "Whiten"]
+__all__ = ["Transformer", "Center", "Standardize", "MinMax", "PCA", "Whiten", "Split", "Splits",
+           "digits", "mnist", "moons", "noisy_quadratic", "teacher_student", "loader",
+           "DATASETS"]

@@ -1,6 +1,7 @@
-"""Layers: activations by string id, Maxout, batch-norm folding."""
+"""Layers: activations by string id, Maxout, batch-norm folding, and model builders."""
 
 from .activations import Activation, Maxout, get, names
 from .fold import fold_batchnorm
+from .models import MLP, SmallCNN
 
-__all__ = ["Activation", "Maxout", "get", "names", "fold_batchnorm"]
+__all__ = ["Activation", "Maxout", "get", "names", "fold_batchnorm", "MLP", "SmallCNN"]
