@@ -128,3 +128,49 @@ def test_small_cnn_shapes_and_errors():
         onn.SmallCNN((1, 8, 8), 2, norm="layer")
     with pytest.raises(ValueError, match="dropout=1.5"):
         onn.MLP(2, [2], 2, dropout=1.5)
+
+
+def test_lstm_language_model_learns_a_corpus():
+    from optimlab import data
+    from optimlab.optim import Adam
+
+    torch.manual_seed(0)
+    corpus = data.text_corpus(level="char")
+    model = onn.LSTMLanguageModel(len(corpus.vocab), embed=32, hidden=32, tie_weights=True)
+    opt = Adam(model.parameters(), lr=0.01)
+    batches = corpus.batches("train", batch_size=16, seq_len=32)
+    first = None
+    for _, (x, y) in zip(range(60), batches, strict=False):
+        loss = model.loss(x, y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first == pytest.approx(torch.log(torch.tensor(len(corpus.vocab))).item(), rel=0.1)
+    assert loss.item() < 0.75 * first
+    logits, _ = model(x)
+    assert logits.shape == (*x.shape, len(corpus.vocab))
+
+
+def test_skipgram_loss_and_neighbours():
+    from optimlab import data
+    from optimlab.optim import Adam
+
+    torch.manual_seed(0)
+    # two topics that never mix: words 0-4 co-occur, words 5-9 co-occur
+    sentences = [torch.randint(0, 5, (20,)) for _ in range(50)] + \
+        [torch.randint(5, 10, (20,)) for _ in range(50)]
+    centers, contexts = zip(*(data.skipgram_pairs(s, 2) for s in sentences), strict=True)
+    centers, contexts = torch.cat(centers), torch.cat(contexts)
+    sampler = data.NegativeSampler(torch.ones(10), seed=0)
+    model = onn.SkipGram(10, dim=8)
+    opt = Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(100):
+        loss = model.loss(centers, contexts, sampler((len(centers), 3)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    assert set(model.similar(0, top=4).tolist()) == {1, 2, 3, 4}

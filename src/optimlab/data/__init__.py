@@ -13,7 +13,9 @@ from .datasets import (
     teacher_student,
 )
 from .preprocessing import PCA, Center, MinMax, Standardize, Transformer, Whiten
+from .text import Corpus, NegativeSampler, default_text, skipgram_pairs, text_corpus
 
 __all__ = ["Transformer", "Center", "Standardize", "MinMax", "PCA", "Whiten", "Split", "Splits",
            "digits", "mnist", "moons", "noisy_quadratic", "teacher_student", "loader",
-           "DATASETS"]
+           "DATASETS", "Corpus", "text_corpus", "default_text", "skipgram_pairs",
+           "NegativeSampler"]
