@@ -78,3 +78,13 @@ def test_bad_arguments():
         data.loader(data.moons().train, "batch")
     with pytest.raises(ValueError, match="batch_size=0"):
         data.loader(data.moons().train, batch_size=0)
+
+
+def test_torchvision_datasets_say_what_they_need():
+    with pytest.raises(ValueError, match="unknown torchvision dataset 'svhn'"):
+        data.torchvision_dataset("svhn")
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModuleNotFoundError, match="needs torchvision"):
+            data.torchvision_dataset("cifar10")

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = ["Split", "Splits", "digits", "mnist", "moons", "noisy_quadratic", "teacher_student",
-           "loader", "DATASETS"]
+           "torchvision_dataset", "loader", "DATASETS"]
 
 
 @dataclass
@@ -127,6 +127,37 @@ def teacher_student(n: int = 2000, d_in: int = 20, d_hidden: int = 50, d_out: in
     y = torch.tanh(x @ w1) @ w2 + noise * torch.randn(n, d_out, generator=gen)
     return split(x, y, val=val, test=test, seed=seed,
                  info={"name": "teacher_student", "shape": (d_in,), "outputs": d_out})
+
+
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def torchvision_dataset(name: str, root: str = "~/.cache/optimlab", *, val: float = 0.1,
+                        seed: int = 0, download: bool = True) -> Splits:
+    """Full MNIST, Fashion-MNIST or CIFAR-10 through torchvision, where it is installed and the
+    files are present or downloadable; scaled to [0, 1], the official test set as ``test``."""
+    if name not in TORCHVISION:
+        raise ValueError(f"unknown torchvision dataset {name!r}: choose one of "
+                         f"{', '.join(TORCHVISION)}")
+    try:
+        import torchvision
+    except ImportError:
+        raise ModuleNotFoundError(f"{name} needs torchvision (not installed); the offline "
+                                  f"datasets are {', '.join(DATASETS)}") from None
+    import os
+
+    root = os.path.expanduser(root)
+    cls = getattr(torchvision.datasets, TORCHVISION[name])
+    parts = []
+    for train in (True, False):
+        ds = cls(root, train=train, download=download)
+        x = torch.as_tensor(np.asarray(ds.data), dtype=torch.float32) / 255.0
+        x = x.permute(0, 3, 1, 2) if x.dim() == 4 else x.unsqueeze(1)
+        parts.append((x, torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)))
+    (x, y), test = parts
+    inner = split(x, y, val=val, test=0.0, seed=seed, info={})
+    return Splits(inner.train, inner.val, Split(*test),
+                  info={"name": name, "classes": 10, "shape": tuple(x.shape[1:])})
 
 
 DATASETS = {"digits": digits, "mnist": mnist, "moons": moons,
