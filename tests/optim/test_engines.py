@@ -208,3 +208,20 @@ def test_bfloat16_parameters_with_float32_state(engine):
     assert torch.equal(p.detach(), reference.detach().to(torch.bfloat16))
     with pytest.raises(ValueError, match="state_dtype"):
         oo.Adam([p], state_dtype=torch.int32)
+
+
+@pytest.mark.parametrize("engine", ["reference", "eager", "compiled"])
+def test_taking_a_state_dict_does_not_disturb_training(engine):
+    """state_dict() in the middle of training (a checkpoint) leaves the run unchanged."""
+    info, hp = next(c.values for c in FIRST_SETS if c.id.startswith("NAdam-torch"))
+    data = batches(20)
+    expected, _ = train(info, hp, engine, data=data)
+    params = [torch.nn.Parameter(p) for p in initial_parameters()]
+    opt = info.make(params, engine=engine, **hp)
+    for i, batch in enumerate(data):
+        opt.zero_grad()
+        loss_fn(params, batch).backward()
+        opt.step()
+        if i % 5 == 0:
+            opt.state_dict()
+    assert torch.equal(flat(params), flat(expected))

@@ -27,6 +27,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.x)
 
+    def __getitem__(self, index):
+        return self.x[index], self.y[index]
+
     def dataset(self) -> TensorDataset:
         return TensorDataset(self.x, self.y)
 

@@ -200,10 +200,11 @@ class Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's format, plus ``"optimlab"``: the accumulation and skip counters."""
         state = super().state_dict()
-        for per_param in state["state"].values():  # flat engines share 0-d state: un-share
-            for key, value in per_param.items():
-                if torch.is_tensor(value) and value.dim() == 0:
-                    per_param[key] = value.clone()
+        # flat engines share 0-d state between parameters: give each its own copy (in new dicts:
+        # torch's state_dict returns the live per-parameter dicts)
+        state["state"] = {index: {key: value.clone() if torch.is_tensor(value) and value.dim() == 0
+                                  else value for key, value in per_param.items()}
+                          for index, per_param in state["state"].items()}
         state["optimlab"] = {"micro_step": self._micro_step, "skipped_steps": self.skipped_steps}
         return state
 

@@ -1,0 +1,372 @@
+"""The training loop: forward, loss, backward, step, with evaluation, schedules, callbacks,
+atomic checkpoints and exact resume.
+
+The data order is a function of (seed, epoch) alone, and a checkpoint holds the model, the
+optimizer, the scheduler, every random generator and the position inside the epoch, so a run
+killed at any moment and resumed ends with the same bits as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, default_collate
+
+from .checkpoint import load_latest, save_atomic
+
+__all__ = ["Trainer", "History", "Callback", "EarlyStopping", "verdict"]
+
+
+@dataclass
+class History:
+    """One row per epoch: epoch, step, lr, seconds, and loss/error per split."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        return [row.get(key) for row in self.rows]
+
+    def to_csv(self, path: str) -> None:
+        keys = list(dict.fromkeys(k for row in self.rows for k in row))
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def to_json(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.rows, f, indent=2)
+
+
+class Callback:
+    """Hooks into :meth:`Trainer.fit`; set ``trainer.stop = True`` to end training."""
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        pass
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best`` the model ends with the weights of the best epoch.
+
+    Stops at the end of epoch b + patience, where b is the last improving epoch.
+    """
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 5,
+                 min_delta: float = 0.0, restore_best: bool = True):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode={mode!r} must be 'min' or 'max'")
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience={patience!r} must be an integer >= 0")
+        if min_delta < 0:
+            raise ValueError(f"min_delta={min_delta!r} must be >= 0")
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.min_delta, self.restore_best = min_delta, restore_best
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.best_state: dict[str, Tensor] | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer, logs):
+        if self.monitor not in logs or logs[self.monitor] is None:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which the logs lack; "
+                           f"have: {', '.join(k for k, v in logs.items() if v is not None)}")
+        value = logs[self.monitor]
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, logs["epoch"], 0
+            if self.restore_best:
+                self.best_state = {k: v.detach().clone()
+                                   for k, v in trainer.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = logs["epoch"]
+                trainer.stop = True
+
+    def on_train_end(self, trainer):
+        if self.restore_best and self.best_state is not None:
+            trainer.model.load_state_dict(self.best_state)
+
+    def state_dict(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_state": self.best_state, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state):
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def verdict(train_error: float | None, val_error: float | None, train_loss: float,
+            val_loss: float | None, *, gap: float = 0.05, high: float = 0.1) -> str:
+    """"underfitting" when the training error (or, without errors, loss) stays above ``high``;
+    "overfitting" when validation is worse than training by more than ``gap`` (absolute error,
+    or relative loss); else "good fit"."""
+    if val_loss is None:
+        return "unknown (no validation data)"
+    if train_error is not None and val_error is not None:
+        if train_error > high:
+            return "underfitting"
+        return "overfitting" if val_error - train_error > gap else "good fit"
+    if val_loss > (1 + gap) * train_loss + 1e-12 and val_loss - train_loss > 1e-3:
+        return "overfitting"
+    return "good fit"
+
+
+def _tensors(data) -> tuple[Tensor, ...] | None:
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return data.x, data.y
+    if hasattr(data, "tensors"):
+        return tuple(data.tensors)
+    return None
+
+
+class Trainer:
+    """Train ``model`` with ``optimizer`` on ``train`` (a Split, a TensorDataset or any Dataset
+    of (input, target) pairs).
+
+    Args:
+        loss_fn: ``loss_fn(output, target)`` → scalar.
+        val, test: evaluated after every epoch.
+        batch_size: examples per step (``None``: full batch).
+        scheduler: any torch LR scheduler, stepped per ``"epoch"`` or per ``"step"``;
+            ReduceLROnPlateau gets ``plateau_metric`` (default ``val_loss``).
+        callbacks: e.g. :class:`EarlyStopping`.
+        checkpoint_dir: where checkpoints go; ``checkpoint_every`` steps and at every epoch end.
+        nonfinite: a NaN/Inf loss ``"stop"``s training with a message, or is ``"skip"``ped.
+        classification: report the error rate (argmax ≠ target); default: integer targets.
+        progress: a progress bar (rich); False for scripts.
+        seed: fixes the data order and the RNGs.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 loss_fn: Callable[[Tensor, Tensor], Tensor], train: Dataset, *,
+                 val: Dataset | None = None, test: Dataset | None = None,
+                 batch_size: int | None = 64, scheduler: Any = None,
+                 scheduler_interval: str = "epoch", plateau_metric: str = "val_loss",
+                 callbacks: Sequence[Callback] = (), checkpoint_dir: str | None = None,
+                 checkpoint_every: int | None = None, nonfinite: str = "stop",
+                 classification: bool | None = None, progress: bool = True, seed: int = 0):
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval={scheduler_interval!r} must be 'epoch' or "
+                             f"'step'")
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"nonfinite={nonfinite!r} must be 'stop' or 'skip'")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer or None")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every={checkpoint_every!r} must be >= 1")
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.train_data, self.val_data, self.test_data = train, val, test
+        self.batch_size = batch_size
+        self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
+        self.plateau_metric = plateau_metric
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
+        self.nonfinite, self.progress, self.seed = nonfinite, progress, seed
+        if classification is None:
+            first_target = train[0][1]
+            classification = torch.is_tensor(first_target) and not first_target.is_floating_point()
+        self.classification = classification
+        self.history = History()
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # batches done in the current epoch
+        self.step = 0  # optimizer steps in total
+        self.skipped = 0  # batches skipped for a non-finite loss
+        self.stop = False
+        self._partial = {"loss": 0.0, "errors": 0.0, "count": 0}
+
+    # ------------------------------------------------------------------------------ data
+    def _order(self, epoch: int) -> Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train_data), generator=gen)
+
+    def _batches(self, data, order: Tensor, start: int = 0) -> Iterator[tuple[Any, Any]]:
+        size = self.batch_size or len(order)
+        tensors = _tensors(data)
+        for first in range(start * size, len(order), size):
+            index = order[first:first + size]
+            if tensors is not None:
+                yield tuple(t[index] for t in tensors)
+            else:
+                yield default_collate([data[i] for i in index.tolist()])
+
+    def _batch_count(self) -> int:
+        size = self.batch_size or len(self.train_data)
+        return math.ceil(len(self.train_data) / size)
+
+    # ----------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, data) -> dict[str, float | None]:
+        """Mean loss (and error rate) over ``data`` in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        total, errors, count = 0.0, 0.0, 0
+        for x, y in self._batches(data, torch.arange(len(data))):
+            out = self.model(x)
+            total += self.loss_fn(out, y).item() * len(y)
+            if self.classification:
+                errors += (out.argmax(-1) != y).sum().item()
+            count += len(y)
+        self.model.train(was_training)
+        return {"loss": total / count, "error": errors / count if self.classification else None}
+
+    # ---------------------------------------------------------------------- checkpoints
+    def _rng_state(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "numpy": np.random.get_state()}
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "callbacks": [c.state_dict() for c in self.callbacks],
+                "history": self.history.rows, "epoch": self.epoch, "batch": self.batch,
+                "step": self.step, "skipped": self.skipped, "partial": dict(self._partial),
+                "rng": self._rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        for callback, saved in zip(self.callbacks, state["callbacks"], strict=False):
+            callback.load_state_dict(saved)
+        self.history = History(list(state["history"]))
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.skipped, self._partial = state["skipped"], dict(state["partial"])
+        self._set_rng_state(state["rng"])
+
+    def checkpoint(self) -> str | None:
+        if self.checkpoint_dir is None:
+            return None
+        return save_atomic(self.state_dict(), self.checkpoint_dir, self.step)
+
+    # ----------------------------------------------------------------------------- fit
+    def fit(self, epochs: int, *, resume: bool = False) -> History:
+        """Train until ``epochs`` epochs are complete (or a callback stops it).
+
+        With ``resume=True`` the newest complete checkpoint in ``checkpoint_dir`` is loaded
+        first and training continues from exactly where it was written.
+        """
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs={epochs!r} must be a positive integer")
+        state = None
+        if resume:
+            if self.checkpoint_dir is None:
+                raise ValueError("resume=True needs checkpoint_dir")
+            state = load_latest(self.checkpoint_dir)
+            if state is not None:
+                self.load_state_dict(state)
+        if not resume or state is None:
+            torch.manual_seed(self.seed)
+            random.seed(self.seed)
+            np.random.seed(self.seed)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}"))
+        with Progress(*columns, disable=not self.progress, transient=True) as bar:
+            while self.epoch < epochs and not self.stop:
+                task = bar.add_task("train", total=self._batch_count(), completed=self.batch,
+                                    epoch=self.epoch + 1, loss=float("nan"))
+                self._train_epoch(lambda loss, t=task: bar.update(t, advance=1, loss=loss))
+                if self.stop:
+                    break
+                self._end_epoch()
+                bar.remove_task(task)
+        for callback in self.callbacks:
+            callback.on_train_end(self)
+        return self.history
+
+    def _train_epoch(self, advance: Callable[[float], None]) -> None:
+        self.model.train()
+        order = self._order(self.epoch)
+        for x, y in self._batches(self.train_data, order, start=self.batch):
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(out := self.model(x), y)
+            value = loss.item()
+            if not math.isfinite(value):
+                if self.nonfinite == "stop":
+                    self.stop = True
+                    raise FloatingPointError(
+                        f"loss is {value} at epoch {self.epoch + 1}, batch {self.batch + 1} "
+                        f"(step {self.step}); lower the learning rate, clip gradients, or pass "
+                        f"nonfinite='skip'")
+                self.skipped += 1
+            else:
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
+                self._partial["loss"] += value * len(y)
+                if self.classification:
+                    self._partial["errors"] += (out.argmax(-1) != y).sum().item()
+                self._partial["count"] += len(y)
+                if self.scheduler is not None and self.scheduler_interval == "step":
+                    self.scheduler.step()
+            self.batch += 1
+            advance(value)
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                self.checkpoint()
+
+    def _end_epoch(self) -> None:
+        count = max(self._partial["count"], 1)
+        logs: dict[str, Any] = {
+            "epoch": self.epoch + 1, "step": self.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": self._partial["loss"] / count,
+            "train_error": self._partial["errors"] / count if self.classification else None,
+        }
+        for name, data in (("val", self.val_data), ("test", self.test_data)):
+            if data is not None:
+                metrics = self.evaluate(data)
+                logs[f"{name}_loss"], logs[f"{name}_error"] = metrics["loss"], metrics["error"]
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(logs[self.plateau_metric])
+            else:
+                self.scheduler.step()
+        self.history.rows.append(logs)
+        self.epoch += 1
+        self.batch = 0
+        self._partial = {"loss": 0.0, "errors": 0.0, "count": 0}
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, logs)
+        self.checkpoint()
+
+    def verdict(self) -> str:
+        """Over/underfitting from the last epoch's train/validation gap (see :func:`verdict`)."""
+        if not self.history.rows:
+            return "unknown (not trained)"
+        last = self.history.rows[-1]
+        return verdict(last.get("train_error"), last.get("val_error"), last["train_loss"],
+                       last.get("val_loss"))

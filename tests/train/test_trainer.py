@@ -1,0 +1,156 @@
+"""The Trainer: exact resume after SIGKILL, early stopping, schedules, the verdict."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from optimlab import data
+from optimlab import nn as onn
+from optimlab.optim import SGD, Adam
+from optimlab.train import EarlyStopping, Trainer, load_latest, save_atomic
+
+SCRIPT = Path(__file__).with_name("kill_run.py")
+
+
+def _run(*args, kill_after_steps=None):
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE,
+                            text=True)
+    steps = 0
+    if kill_after_steps is not None:
+        for line in proc.stdout:
+            steps += line.startswith("STEP")
+            if steps == kill_after_steps:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    proc.communicate(timeout=300)
+    return proc.returncode
+
+
+def test_killed_run_resumes_to_the_same_bits(tmp_path):
+    straight = tmp_path / "straight.pt"
+    assert _run(str(tmp_path / "a"), str(straight)) == 0
+    # 40 steps per epoch (1257 examples / 32): step 52 is inside epoch 2, after the checkpoint
+    # at step 49
+    killed_dir = tmp_path / "b"
+    assert _run(str(killed_dir), str(tmp_path / "never.pt"), kill_after_steps=52) == -9
+    assert not (tmp_path / "never.pt").exists()
+    # a damaged newest checkpoint and a leftover temporary file must be ignored
+    (killed_dir / "ckpt-9999999999.pt").write_bytes(b"PK\x03\x04 half written")
+    (killed_dir / ".tmp-ckpt-abc.pt").write_bytes(b"partial")
+    resumed = tmp_path / "resumed.pt"
+    assert _run(str(killed_dir), str(resumed), "--resume") == 0
+    a, b = torch.load(straight), torch.load(resumed)
+    assert all(torch.equal(x, y) for x, y in zip(a["params"], b["params"], strict=True))
+    assert a["history"] == b["history"]
+
+
+def test_atomic_save_and_damaged_files(tmp_path):
+    save_atomic({"x": 1}, str(tmp_path), 5)
+    save_atomic({"x": 2}, str(tmp_path), 6)
+    save_atomic({"x": 3}, str(tmp_path), 7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-0000000006.pt",
+                                                          "ckpt-0000000007.pt"]
+    (tmp_path / "ckpt-0000000008.pt").write_bytes(b"garbage")
+    assert load_latest(str(tmp_path)) == {"x": 3}
+
+
+class Scripted(torch.nn.Module):
+    """A 'model' whose validation loss follows a script, to test early stopping."""
+
+    def __init__(self, curve):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.curve, self.calls = curve, 0
+
+    def forward(self, x):
+        if not self.training:
+            value = self.curve[min(self.calls, len(self.curve) - 1)]
+            self.calls += 1
+            return torch.full((len(x), 1), value) + 0 * self.w
+        return self.w.expand(len(x), 1)
+
+
+def test_early_stopping_stops_at_the_documented_epoch_and_restores_best():
+    # best at epoch 3 (0.5); with patience 2 and min_delta 0.05 the 0.48 at epoch 5 is no
+    # improvement, so training stops at the end of epoch 3 + 2 = 5
+    curve = [1.0, 0.8, 0.5, 0.6, 0.48, 0.3, 0.2]
+    model = Scripted(curve)
+    x = torch.zeros(8, 1)
+    split = data.Split(x, torch.zeros(8, 1))
+
+    def loss_fn(out, y):
+        return out.mean() if out.requires_grad else out.mean()
+
+    stopper = EarlyStopping("val_loss", patience=2, min_delta=0.05)
+    snapshots = {}
+
+    class Record(EarlyStopping):
+        def __init__(self):
+            super().__init__("val_loss", patience=100)
+
+        def on_epoch_end(self, trainer, logs):
+            snapshots[logs["epoch"]] = trainer.model.w.detach().clone()
+
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), loss_fn, split, val=split,
+                      batch_size=None, callbacks=[Record(), stopper], progress=False)
+    trainer.fit(20)
+    assert len(trainer.history.rows) == 5 and stopper.stopped_epoch == 5
+    assert stopper.best_epoch == 3
+    assert torch.equal(model.w.detach(), snapshots[3])
+
+
+def test_training_digits_with_schedule_and_verdict(tmp_path):
+    digits = data.digits(seed=0)
+    scaler = data.Standardize().fit(digits.train.x)
+    splits = [data.Split(scaler.transform(s.x), s.y) for s in
+              (digits.train, digits.val, digits.test)]
+    model = onn.MLP(64, [64], 10)
+    opt = Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    trainer = Trainer(model, opt, torch.nn.functional.cross_entropy, splits[0], val=splits[1],
+                      test=splits[2], scheduler=sched, progress=False)
+    history = trainer.fit(5)
+    assert history["val_error"][-1] < 0.1 and history["test_error"][-1] < 0.1
+    assert history["train_loss"][0] > history["train_loss"][-1]
+    assert trainer.verdict() in ("good fit", "overfitting")
+    history.to_csv(str(tmp_path / "h.csv"))
+    history.to_json(str(tmp_path / "h.json"))
+    assert "val_error" in (tmp_path / "h.csv").read_text()
+
+
+def test_nonfinite_loss_stops_with_a_message_or_is_skipped():
+    x = torch.randn(16, 2)
+    y = torch.randn(16, 1)
+    split = data.Split(x, y)
+    model = torch.nn.Linear(2, 1)
+
+    def bad_loss(out, target):
+        return ((out - target) ** 2).mean() * float("nan")
+
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), bad_loss, split, progress=False)
+    with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, batch 1"):
+        trainer.fit(1)
+    skipping = Trainer(model, SGD(model.parameters(), lr=0.1), bad_loss, split,
+                       nonfinite="skip", batch_size=4, progress=False)
+    before = model.weight.detach().clone()
+    skipping.fit(1)
+    assert skipping.skipped == 4 and torch.equal(model.weight, before)
+
+
+def test_bad_arguments():
+    model = torch.nn.Linear(2, 1)
+    split = data.Split(torch.randn(4, 2), torch.randn(4, 1))
+    opt = SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        Trainer(model, opt, torch.nn.functional.mse_loss, split, batch_size=0)
+    with pytest.raises(ValueError, match="epochs=0"):
+        Trainer(model, opt, torch.nn.functional.mse_loss, split, progress=False).fit(0)
+    with pytest.raises(ValueError, match="patience=-1"):
+        EarlyStopping(patience=-1)
