@@ -35,7 +35,8 @@ class WeightAverage:
             raise ValueError(f"decay={decay!r} must be in [0, 1)")
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every={every!r} must be a positive integer")
-        self.model, self.mode, self.decay, self.warmup, self.every = model, mode, decay, warmup, every
+        self.model, self.mode, self.decay = model, mode, decay
+        self.warmup, self.every = warmup, every
         self.params = [p.detach().clone() for p in model.parameters()]
         self.buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
         self.n_averaged = 0
