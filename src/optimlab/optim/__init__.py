@@ -6,6 +6,7 @@
 
 from . import transforms
 from .ftrl import Ftrl
+from .linesearch import ArmijoLineSearch, ExactLineSearch
 from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
 from .transforms import chain
 from .zoo import (
@@ -27,5 +28,5 @@ from .zoo import (
 __all__ = [
     "Optimizer", "transforms", "chain", "get", "names", "REGISTRY", "FLAVORS", "ENGINES",
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
-    "NAdam", "Nadam", "Nadamax", "Ftrl",
+    "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
 ]
