@@ -27,3 +27,8 @@ def test_step_benchmark_quick(tmp_path):
     assert {r["engine"] for r in rows if r["impl"] in ("eager", "compiled")} == {"eager",
                                                                                "compiled"}
     assert results["compile"]["cold_seconds"] > 0
+
+
+def test_loop_benchmark_quick(capsys):
+    assert load("loop").main(["--quick"]) == 0
+    assert "ratio" in capsys.readouterr().out

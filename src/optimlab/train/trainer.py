@@ -287,8 +287,8 @@ class Trainer:
             state = load_latest(self.checkpoint_dir)
             if state is not None:
                 self.load_state_dict(state)
-        if not resume or state is None:
-            torch.manual_seed(self.seed)
+        if (not resume or state is None) and self.step == 0 and self.batch == 0:
+            torch.manual_seed(self.seed)  # a fresh run; a continued fit keeps its RNG state
             random.seed(self.seed)
             np.random.seed(self.seed)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -299,7 +299,9 @@ class Trainer:
             while self.epoch < epochs and not self.stop:
                 task = bar.add_task("train", total=self._batch_count(), completed=self.batch,
                                     epoch=self.epoch + 1, loss=float("nan"))
-                self._train_epoch(lambda loss, t=task: bar.update(t, advance=1, loss=loss))
+                self._train_epoch(
+                    (lambda loss, t=task: bar.update(t, advance=1, loss=loss)) if self.progress
+                    else (lambda loss: None))
                 if self.stop:
                     break
                 self._end_epoch()
@@ -327,10 +329,11 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.step += 1
-                self._partial["loss"] += value * len(y)
+                partial = self._partial
+                partial["loss"] += value * len(y)
                 if self.classification:
-                    self._partial["errors"] += (out.argmax(-1) != y).sum().item()
-                self._partial["count"] += len(y)
+                    partial["errors"] += int((out.argmax(-1) != y).sum())
+                partial["count"] += len(y)
                 if self.scheduler is not None and self.scheduler_interval == "step":
                     self.scheduler.step()
             self.batch += 1
