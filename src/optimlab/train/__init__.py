@@ -2,9 +2,13 @@
 meta-algorithms (coordinate descent, dictionary learning, ...)."""
 
 from .checkpoint import latest, load_latest, save_atomic
+from .continuation import Continuation
 from .coordinate import BlockCoordinateDescent, DictionaryLearning, objective, sparse_code
+from .curriculum import CurriculumSampler, pacing, score_by_confidence, score_by_loss
+from .pretraining import greedy_pretrain
 from .trainer import Callback, EarlyStopping, History, Trainer, verdict
 
 __all__ = ["Trainer", "History", "Callback", "EarlyStopping", "verdict", "save_atomic",
            "load_latest", "latest", "BlockCoordinateDescent", "DictionaryLearning",
-           "sparse_code", "objective"]
+           "sparse_code", "objective", "Continuation", "CurriculumSampler", "pacing",
+           "score_by_loss", "score_by_confidence", "greedy_pretrain"]
