@@ -126,6 +126,20 @@ def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     return 0
 
 
+def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .lab.properties import measure, table
+
+    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    rows = measure(optimizers)
+    console = Console(quiet=args.quiet)
+    console.print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([r.as_dict() for r in rows], f, indent=2)
+        console.print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
     print("problems:  ", ", ".join(SURFACES))
@@ -160,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="report/init", help="folder for the PNG and CSV")
     p.set_defaults(handler=cmd_init_report)
+    p = sub.add_parser("properties", help="measured property table of the optimizers")
+    p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
+    p.add_argument("--json", help="also write the measurements to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_properties)
     p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)
     return parser
