@@ -140,6 +140,25 @@ def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return 0
 
 
+def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import os
+
+    from .lab.animate import animate_saddle, animate_surface, learning_rate_figure
+
+    problem = _names(args.problem, list(SURFACES), "problem", parser)
+    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    os.makedirs(args.out, exist_ok=True)
+    console = Console(quiet=args.quiet)
+    written = [animate_surface(p, optimizers, os.path.join(args.out, f"{p}.gif"),
+                               steps=args.steps) for p in problem]
+    written.append(animate_saddle(optimizers, os.path.join(args.out, "saddle.gif"),
+                                  steps=args.steps))
+    written.append(learning_rate_figure(os.path.join(args.out, "learning_rates.png")))
+    for path in written:
+        console.print(f"wrote {path}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
     print("problems:  ", ", ".join(SURFACES))
@@ -179,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the measurements to this JSON file")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_properties)
+    p = sub.add_parser("animate", help="GIFs of trajectories and saddle escape, a LR figure")
+    p.add_argument("--problem", default="rosenbrock", help="surfaces, comma-separated or 'all'")
+    p.add_argument("--optimizers", default="sgd,momentum,nesterov,adagrad,rmsprop,adam",
+                   help="comma-separated, or 'all'")
+    p.add_argument("--steps", type=_positive_int, default=300)
+    p.add_argument("--out", default="report/animations", help="folder for the GIFs and PNG")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_animate)
     p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)
     return parser

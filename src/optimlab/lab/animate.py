@@ -1,0 +1,140 @@
+"""Animations and figures: optimizer trajectories on a 2-D surface, the escape from a saddle
+point, and the effect of a too-small, good and too-large learning rate."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..optim import get
+from .compare import compare
+from .problems import Surface, get_surface
+
+__all__ = ["trajectory", "animate_surface", "animate_saddle", "learning_rate_figure"]
+
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+          "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8")
+
+
+def trajectory(f: Callable[[Tensor], Tensor], start: Sequence[float], optimizer: str, lr: float,
+               steps: int) -> Tensor:
+    """The iterates θ₀ … θ_steps (float64) of ``optimizer`` on ``f``; stops early on overflow."""
+    theta = torch.nn.Parameter(torch.tensor(list(start), dtype=torch.float64))
+    opt = get(optimizer, [theta], lr=lr, engine="reference")
+    points = [theta.detach().clone()]
+    for _ in range(steps):
+        opt.zero_grad()
+        value = f(theta)
+        if not torch.isfinite(value) or value.abs() > 1e12:
+            break
+        value.backward()
+        opt.step()
+        points.append(theta.detach().clone())
+    return torch.stack(points)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _animate(f, bounds, paths: dict[str, Tensor], path: str, title: str, frames: int,
+             fps: int, levels) -> str:
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    plt = _plt()
+    (x0, x1), (y0, y1) = bounds
+    xs, ys = torch.linspace(x0, x1, 200, dtype=torch.float64), torch.linspace(y0, y1, 200,
+                                                                              dtype=torch.float64)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    z = torch.stack([f(torch.stack([a, b])) for a, b in zip(gx.flatten(), gy.flatten(),
+                                                            strict=True)]).view(gx.shape)
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    ax.contour(gx.numpy(), gy.numpy(), z.numpy(), levels=levels, cmap="viridis",
+               linewidths=0.6)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_title(title, fontsize=10)
+    lines = {}
+    for (name, points), color in zip(paths.items(), COLORS, strict=False):
+        (line,) = ax.plot([], [], "-o", color=color, markersize=2, linewidth=1.2, label=name)
+        lines[name] = (line, points)
+    ax.legend(fontsize=7, loc="upper right")
+    longest = max(len(p) for p in paths.values())
+    frames = min(frames, longest)
+
+    def draw(frame: int):
+        upto = 1 + math.ceil((longest - 1) * frame / max(frames - 1, 1))
+        for line, points in lines.values():
+            shown = points[:upto]
+            line.set_data(shown[:, 0].numpy(), shown[:, 1].numpy())
+        return [line for line, _ in lines.values()]
+
+    animation = FuncAnimation(fig, draw, frames=frames, blit=True)
+    animation.save(path, writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return path
+
+
+def animate_surface(surface: str | Surface, optimizers: Sequence[str], path: str, *,
+                    steps: int = 300, frames: int = 60, fps: int = 15) -> str:
+    """A GIF of each optimizer's path (at its best learning rate on a log grid) on the contour
+    plot of a 2-D surface."""
+    s = get_surface(surface) if isinstance(surface, str) else surface
+    best = {r.optimizer: r.lr for r in compare([s.name], list(optimizers), steps=steps)}
+    paths = {f"{name} (lr {best[name]:.2g})": trajectory(s.f, s.start, name, best[name], steps)
+             for name in optimizers}
+    levels = torch.logspace(-1, math.log10(max(float(s.f(torch.tensor(s.start,
+                                                                     dtype=torch.float64))),
+                                                   1.0)) + 1, 25).numpy()
+    return _animate(s.f, s.bounds, paths, path, f"{s.name}: {steps} steps", frames, fps, levels)
+
+
+def saddle(t: Tensor) -> Tensor:
+    """x² − y²: a saddle point at the origin."""
+    return t[0] ** 2 - t[1] ** 2
+
+
+def animate_saddle(optimizers: Sequence[str], path: str, *, lr: float = 0.01,
+                   steps: int = 300, frames: int = 60, fps: int = 15) -> str:
+    """A GIF of the escape from the saddle of x² − y², starting at (1, 10⁻³), all optimizers at
+    the same learning rate."""
+    paths = {name: trajectory(saddle, (1.0, 1e-3), name, lr, steps) for name in optimizers}
+    clipped = {n: p[(p[:, 1].abs() <= 2.0).cumprod(0).bool()] for n, p in paths.items()}
+    return _animate(saddle, ((-1.2, 1.2), (-2.0, 2.0)), clipped, path,
+                    f"escaping the saddle x² − y² (lr {lr:g})", frames, fps,
+                    torch.linspace(-4, 1.5, 23).numpy())
+
+
+def learning_rate_figure(path: str, *, curvature: float = 2.0, steps: int = 30) -> str:
+    """Gradient descent on f(x) = ½·a·x² with a too-small (0.1/a), good (1/a) and too-large
+    (2.1/a, divergent) learning rate: the iterates on the parabola and the loss per step."""
+    plt = _plt()
+    a = curvature
+    rates = {"too small (0.1/a)": 0.1 / a, "good (1/a)": 1.0 / a, "too large (2.1/a)": 2.1 / a}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    xs = torch.linspace(-3, 3, 200)
+    left.plot(xs.numpy(), (0.5 * a * xs**2).numpy(), color="#999999")
+    for (label, lr), color in zip(rates.items(), COLORS, strict=False):
+        points = trajectory(lambda t: 0.5 * a * t[0] ** 2, (2.5,), "sgd", lr, steps)[:, 0]
+        shown = points[points.abs() <= 3]
+        left.plot(shown.numpy(), (0.5 * a * shown**2).numpy(), "-o", color=color,
+                  markersize=3, label=label)
+        right.semilogy((0.5 * a * points**2 + 1e-16).numpy(), color=color, label=label)
+    left.set_title("iterates on f(x) = ½ a x²", fontsize=10)
+    right.set_title("loss per step", fontsize=10)
+    right.set_xlabel("step")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
