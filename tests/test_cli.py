@@ -12,7 +12,7 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "rosenbrock" in text and "beale" in text and "nesterov" in text
-    rows = json.loads(out.read_text())
+    rows = json.loads(out.read_text())["surfaces"]
     assert {(r["problem"], r["optimizer"]) for r in rows} == {
         ("rosenbrock", "adam"), ("rosenbrock", "nesterov"), ("beale", "adam"),
         ("beale", "nesterov")}
@@ -51,3 +51,14 @@ def test_init_report_rejects_unknown_initializer(capsys):
         main(["init-report", "--init", "normal:abc"])
     assert exit_info.value.code == 2
     assert "not a number" in capsys.readouterr().err
+
+
+def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys):
+    out = tmp_path / "tasks.json"
+    code = main(["compare", "--problems", "moons,digits_mlp", "--optimizers", "sgd,adam",
+                 "--lrs", "0.1,0.01", "--seeds", "2", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "digits_mlp" in text and "performance profile" in text
+    tasks = json.loads(out.read_text())["tasks"]
+    assert len(tasks) == 4 and all(len(t["runs"]) == 2 for t in tasks)

@@ -63,11 +63,36 @@ def _table(problem: str, results: list[Result]) -> Table:
     return table
 
 
+def _task_table(task: str, summaries: list) -> Table:
+    from .lab.tasks import get_task
+
+    spec = get_task(task)
+    metric = "test error" if spec.metric == "error" else "test loss"
+    table = Table(title=f"{task}: tuned learning rate, {metric} over seeds "
+                        f"(target {spec.target:g}, {spec.steps} steps)")
+    for column in ("rank", "optimizer", "lr", f"final {metric}", "best", "steps to target",
+                   "diverged lrs"):
+        table.add_column(column, justify="left" if column == "optimizer" else "right")
+    ranked = sorted(summaries, key=lambda s: (s.mean, s.optimizer))
+    for rank, s in enumerate(ranked, 1):
+        diverged = sum(1 for v in s.sensitivity.values() if v == float("inf"))
+        table.add_row(str(rank), s.optimizer, f"{s.lr:.3g}", f"{s.mean:.4g} ± {s.std:.2g}",
+                      f"{s.best:.4g}", "—" if s.steps_to_target == float("inf")
+                      else f"{s.steps_to_target:g}", str(diverged))
+    return table
+
+
 def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    problems = _names(args.problems, list(SURFACES), "problem", parser)
+    from .lab.protocol import performance_profile, sweep
+    from .lab.tasks import TASKS
+
+    problems = _names(args.problems, [*SURFACES, *TASKS], "problem", parser)
     optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    surfaces = [p for p in problems if p in SURFACES]
+    tasks = [p for p in problems if p in TASKS]
     console = Console(quiet=args.quiet)
-    total = len(problems) * len(optimizers) * len(args.lrs)
+    total = (len(surfaces) + len(tasks)) * len(optimizers) * len(args.lrs) \
+        + len(tasks) * len(optimizers) * (args.seeds - 1)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
         task = progress.add_task("compare", total=total)
@@ -75,13 +100,33 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         def on_run(r: Result) -> None:
             progress.update(task, advance=1, description=f"{r.problem} · {r.optimizer}")
 
-        results = compare(problems, optimizers, steps=args.steps, lrs=args.lrs,
+        results = compare(surfaces, optimizers, steps=args.steps, lrs=args.lrs,
                           flavor=args.flavor, target=args.target, on_run=on_run)
-    for problem in problems:
+
+        def on_task_run(r) -> None:
+            progress.update(task, advance=1, description=f"{r.task} · {r.optimizer}")
+
+        summaries = sweep(tasks, optimizers, args.lrs, seeds=args.seeds, flavor=args.flavor,
+                          on_run=on_task_run)
+    for problem in surfaces:
         console.print(_table(problem, [r for r in results if r.problem == problem]))
+    for name in tasks:
+        console.print(_task_table(name, [s for s in summaries if s.task == name]))
+    if len(tasks) > 1:
+        taus = (1, 2, 4, 8)
+        profile = Table(title="performance profile: share of tasks reached within τ × the "
+                              "best optimizer's steps")
+        profile.add_column("optimizer")
+        for tau in taus:
+            profile.add_column(f"τ = {tau}", justify="right")
+        for name, shares in sorted(performance_profile(summaries, taus).items(),
+                                   key=lambda kv: [-x for x in kv[1]]):
+            profile.add_row(name, *(f"{x:.0%}" for x in shares))
+        console.print(profile)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([r.as_dict() for r in results], f, indent=2)
+            json.dump({"surfaces": [r.as_dict() for r in results],
+                       "tasks": [s.as_dict() for s in summaries]}, f, indent=2)
         console.print(f"wrote {args.json}")
     return 0
 
@@ -171,13 +216,15 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optimlab", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("compare", help="compare optimizers on 2-D surfaces")
+    p = sub.add_parser("compare", help="compare optimizers on surfaces and trainable tasks")
     p.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS),
                    help=f"comma-separated, or 'all' (default: {','.join(DEFAULT_PROBLEMS)})")
     p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
     p.add_argument("--steps", type=_positive_int, default=1000, help="step budget per run")
     p.add_argument("--lrs", type=_lr_grid, default=list(DEFAULT_LRS),
                    help="comma-separated learning-rate grid (default: 1e-4 … 3.16, ×√10)")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="seeds for the tuned setting on trainable tasks (default 3)")
     p.add_argument("--flavor", choices=optim.FLAVORS, default="torch")
     p.add_argument("--target", type=float, default=1e-4, help="loss that counts as reached")
     p.add_argument("--json", help="also write every result to this JSON file")
