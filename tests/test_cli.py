@@ -56,9 +56,19 @@ def test_init_report_rejects_unknown_initializer(capsys):
 def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys):
     out = tmp_path / "tasks.json"
     code = main(["compare", "--problems", "moons,digits_mlp", "--optimizers", "sgd,adam",
+                 "--storage", f"sqlite:///{tmp_path}/runs.db",
                  "--lrs", "0.1,0.01", "--seeds", "2", "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     assert "digits_mlp" in text and "performance profile" in text
     tasks = json.loads(out.read_text())["tasks"]
     assert len(tasks) == 4 and all(len(t["runs"]) == 2 for t in tasks)
+
+
+def test_unreachable_storage_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--problems", "moons", "--storage",
+              "postgresql://nobody@127.0.0.1:1/none"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot open storage 'postgresql://nobody@127.0.0.1:1/none'" in err

@@ -90,6 +90,19 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
     surfaces = [p for p in problems if p in SURFACES]
     tasks = [p for p in problems if p in TASKS]
+    store = None
+    if tasks and args.storage != "none":
+        import hashlib
+
+        from .lab.store import Store
+
+        config = json.dumps([tasks, optimizers, args.lrs, args.seeds, args.flavor])
+        name = "compare-" + hashlib.sha1(config.encode()).hexdigest()[:12]
+        try:
+            store = Store(args.storage, name)
+        except ConnectionError as error:
+            parser.error(f"{error} (pass --storage sqlite:///file.db, a reachable "
+                         f"postgresql:// URL, or none)")
     console = Console(quiet=args.quiet)
     total = (len(surfaces) + len(tasks)) * len(optimizers) * len(args.lrs) \
         + len(tasks) * len(optimizers) * (args.seeds - 1)
@@ -107,7 +120,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             progress.update(task, advance=1, description=f"{r.task} · {r.optimizer}")
 
         summaries = sweep(tasks, optimizers, args.lrs, seeds=args.seeds, flavor=args.flavor,
-                          on_run=on_task_run)
+                          on_run=on_task_run, store=store, workers=args.workers)
     for problem in surfaces:
         console.print(_table(problem, [r for r in results if r.problem == problem]))
     for name in tasks:
@@ -225,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated learning-rate grid (default: 1e-4 … 3.16, ×√10)")
     p.add_argument("--seeds", type=_positive_int, default=3,
                    help="seeds for the tuned setting on trainable tasks (default 3)")
+    p.add_argument("--storage", default="sqlite:///optimlab.db",
+                   help="database for the runs of trainable tasks (SQLAlchemy URL; 'none' keeps "
+                        "them in memory); the same command resumes an interrupted sweep")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="processes sharing the runs (default 1)")
     p.add_argument("--flavor", choices=optim.FLAVORS, default="torch")
     p.add_argument("--target", type=float, default=1e-4, help="loss that counts as reached")
     p.add_argument("--json", help="also write every result to this JSON file")

@@ -15,7 +15,53 @@ from dataclasses import asdict, dataclass, field
 
 from .tasks import RunResult, get_task, run_task
 
-__all__ = ["Summary", "sweep", "performance_profile"]
+__all__ = ["Summary", "sweep", "performance_profile", "execute"]
+
+
+def execute(run: dict) -> dict:
+    """Run one planned run (a dict of task, optimizer, lr, seed, flavor); its result as a dict."""
+    return run_task(run["task"], run["optimizer"], run["lr"], run["seed"],
+                    flavor=run.get("flavor", "torch")).as_dict()
+
+
+def _worker(url: str, study: str) -> None:
+    from .store import Store
+
+    Store(url, study).work(execute)
+
+
+def _drive(store, runs: list[dict], workers: int, on_run, max_waits: int = 30) -> dict:
+    """Plan ``runs`` and work until every one is complete (resuming dead workers' runs)."""
+    import multiprocessing
+
+    from .store import run_key
+
+    keys = [run_key(r["task"], r["optimizer"], r["lr"], r["seed"], r["flavor"]) for r in runs]
+    store.plan(runs)
+    for _ in range(max_waits):
+        context = multiprocessing.get_context("spawn")
+        helpers = [context.Process(target=_worker, args=(store.url, store.name))
+                   for _ in range(workers - 1)]
+        for helper in helpers:
+            helper.start()
+
+        def local(run: dict) -> dict:
+            result = execute(run)
+            if on_run:
+                on_run(RunResult(**result))
+            return result
+
+        store.work(local)
+        for helper in helpers:
+            helper.join()
+        if store.complete(keys):
+            break
+        store.wait_for_stale()
+    results = store.results()
+    missing = [k for k in keys if k not in results]
+    if missing:
+        raise RuntimeError(f"{len(missing)} planned runs did not complete, e.g. {missing[0]}")
+    return {k: results[k] for k in keys}
 
 
 @dataclass
@@ -61,13 +107,24 @@ class Summary:
 
 def sweep(tasks: Sequence[str], optimizers: Sequence[str], lrs: Sequence[float], *,
           seeds: int = 3, flavor: str = "torch",
-          on_run: Callable[[RunResult], None] | None = None) -> list[Summary]:
+          on_run: Callable[[RunResult], None] | None = None, store=None,
+          workers: int = 1) -> list[Summary]:
     """For each task and optimizer: every learning rate with seed 0, then the best (lowest final
-    test metric; diverged runs lose) with ``seeds`` seeds (seed 0's run is reused)."""
+    test metric; diverged runs lose) with ``seeds`` seeds (seed 0's run is reused).
+
+    With a :class:`~optimlab.lab.store.Store` every run is a trial in its database: ``workers``
+    processes share the work, and re-running an interrupted sweep redoes no finished run.
+    """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be a positive integer")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be a positive integer")
     if not lrs or any(not lr > 0 for lr in lrs):
         raise ValueError(f"lrs={list(lrs)!r} must be a non-empty list of positive numbers")
+    for name in tasks:
+        get_task(name)
+    if store is not None:
+        return _stored_sweep(store, tasks, optimizers, lrs, seeds, flavor, on_run, workers)
     summaries = []
     for task_name in tasks:
         task = get_task(task_name)
@@ -106,3 +163,31 @@ def performance_profile(summaries: Sequence[Summary], taus: Sequence[float] = (1
                           else math.inf)
         profile[name] = [sum(r <= tau for r in ratios) / len(tasks) for tau in taus]
     return profile
+
+
+def _stored_sweep(store, tasks, optimizers, lrs, seeds, flavor, on_run, workers):
+    def run(task, name, lr, seed):
+        return {"task": task, "optimizer": name, "lr": float(lr), "seed": seed, "flavor": flavor}
+
+    tuning = [run(t, o, lr, 0) for t in tasks for o in optimizers for lr in lrs]
+    done = _drive(store, tuning, workers, on_run)
+    results = list(done.values())
+    best = {}
+    for r in results:
+        key = (r["task"], r["optimizer"])
+        if key not in best or (r["final_test"], r["lr"]) < (best[key]["final_test"],
+                                                            best[key]["lr"]):
+            best[key] = r
+    extra = [run(t, o, best[(t, o)]["lr"], seed) for t in tasks for o in optimizers
+             for seed in range(1, seeds)]
+    more = list(_drive(store, extra, workers, on_run).values()) if extra else []
+    summaries = []
+    for t in tasks:
+        for o in optimizers:
+            chosen = best[(t, o)]
+            runs = [RunResult(**chosen)] + [RunResult(**r) for r in more
+                                            if r["task"] == t and r["optimizer"] == o]
+            sensitivity = {r["lr"]: r["final_test"] for r in results
+                           if r["task"] == t and r["optimizer"] == o}
+            summaries.append(Summary(t, o, chosen["lr"], sensitivity, runs))
+    return summaries
