@@ -16,7 +16,7 @@ $(VENV)/.dev-installed: $(VENV)/.run-installed
 	touch $@
 
 run: $(VENV)/.run-installed
-	$(VENV)/bin/optimlab compare
+	$(VENV)/bin/optimlab run
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q

@@ -217,6 +217,37 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import os
+
+    from .lab.report import suite
+
+    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    surfaces, tasks = ("rosenbrock", "beale"), ("noisy_quadratic", "digits_mlp")
+    lrs = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+    total = len(optimizers) * (len(lrs) * (len(surfaces) + len(tasks))
+                               + len(tasks) * (args.seeds - 1))
+    os.makedirs(args.out, exist_ok=True)
+    storage = None if args.storage == "none" else (
+        args.storage or f"sqlite:///{os.path.abspath(os.path.join(args.out, 'runs.db'))}")
+    console = Console(quiet=args.quiet)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+        bar = progress.add_task("suite", total=total)
+
+        def on_run(r) -> None:
+            name = getattr(r, "problem", None) or getattr(r, "task", "")
+            progress.update(bar, advance=1, description=f"{name} · {r.optimizer}")
+
+        try:
+            index = suite(args.out, optimizers=optimizers, surfaces=surfaces, tasks=tasks,
+                          lrs=lrs, seeds=args.seeds, storage=storage, on_run=on_run)
+        except ConnectionError as error:
+            parser.error(str(error))
+    console.print(f"wrote {index} (and runs.csv, runs.json)")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
     print("problems:  ", ", ".join(SURFACES))
@@ -271,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report/animations", help="folder for the GIFs and PNG")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_animate)
+    p = sub.add_parser("run", help="the default quick suite and its HTML report (make run)")
+    p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
+    p.add_argument("--seeds", type=_positive_int, default=2)
+    p.add_argument("--out", default="report", help="folder for index.html, runs.csv/json")
+    p.add_argument("--storage", default=None,
+                   help="database URL for the runs (default: OUT/runs.db; 'none': in memory)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_run)
     p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)
     return parser

@@ -1,0 +1,237 @@
+"""The lab's report: one self-contained HTML page (images and GIFs embedded) with the
+leaderboards, curves with seed bands, learning-rate sensitivity, the performance profile, the
+property table and the animations; plus CSV and JSON of every run.
+
+``suite()`` is the default quick suite that ``make run`` runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .compare import Result, compare
+from .properties import Properties, measure
+from .protocol import Summary, performance_profile, sweep
+from .tasks import get_task
+
+__all__ = ["Report", "suite", "write"]
+
+TAUS = (1, 2, 4, 8, 16)
+
+
+@dataclass
+class Report:
+    surfaces: list[Result] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+    properties: list[Properties] = field(default_factory=list)
+    animations: list[str] = field(default_factory=list)  # GIF / PNG paths
+    seconds: float = 0.0
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    _plt().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _img(data: str, mime: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}">'
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isinf(x)) else f"{x:.4g}"
+
+
+def _curves(task: str, summaries: list[Summary]) -> str:
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for s in summaries:
+        steps = [p["step"] for p in s.runs[0].curve]
+        series = [[p["test"] for p in r.curve] for r in s.runs if len(r.curve) == len(steps)]
+        if not series:
+            continue
+        mean = [sum(v) / len(v) for v in zip(*series, strict=True)]
+        low = [min(v) for v in zip(*series, strict=True)]
+        high = [max(v) for v in zip(*series, strict=True)]
+        (line,) = left.plot(steps, mean, label=f"{s.optimizer} (lr {s.lr:.2g})")
+        left.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        lrs = sorted(s.sensitivity)
+        values = [s.sensitivity[lr] for lr in lrs]
+        right.plot(lrs, [v if math.isfinite(v) else float("nan") for v in values], "-o",
+                   color=line.get_color(), markersize=3)
+    spec = get_task(task)
+    left.set_title(f"{task}: test {spec.metric}, mean and seed range", fontsize=9)
+    left.set_xlabel("step")
+    right.set_xscale("log")
+    right.set_title("learning-rate sensitivity (final test, seed 0)", fontsize=9)
+    right.set_xlabel("learning rate")
+    left.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _img(_png(fig), "image/png", f"{task} curves")
+
+
+def _profile(summaries: list[Summary]) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, shares in performance_profile(summaries, TAUS).items():
+        ax.step(TAUS, shares, where="post", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("τ (steps to target ÷ best)")
+    ax.set_ylabel("share of tasks")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _img(_png(fig), "image/png", "performance profile")
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
+
+# after load: how many images failed to decode (read back by the headless-browser test)
+CHECK = """<script>window.addEventListener('load',function(){var b=0;
+for(const i of document.images){if(!i.complete||i.naturalWidth===0)b++;}
+document.body.setAttribute('data-broken-images',String(b));
+document.body.setAttribute('data-images',String(document.images.length));});</script>"""
+
+
+def write(report: Report, out: str) -> str:
+    """Write ``out/index.html``, ``out/runs.csv`` and ``out/runs.json``; returns the page."""
+    os.makedirs(out, exist_ok=True)
+    parts = [f"<h1>optimlab report</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')} in "
+             f"{report.seconds:.0f} s. Every optimizer's learning rate is tuned on a log grid "
+             f"with a fixed budget; trainable tasks re-run the best setting with several "
+             f"seeds.</p>"]
+    surfaces = sorted({r.problem for r in report.surfaces})
+    if surfaces:
+        parts.append("<h2>2-D surfaces</h2>")
+        for name in surfaces:
+            rows = sorted((r for r in report.surfaces if r.problem == name),
+                          key=lambda r: (r.final_loss, r.optimizer))
+            parts.append(f"<h3>{html.escape(name)}</h3>" + _table(
+                ["rank", "optimizer", "lr", "final loss", "distance to minimum",
+                 "steps to target"],
+                [(i, r.optimizer, f"{r.lr:.3g}", "diverged" if r.diverged else _fmt(r.final_loss),
+                  _fmt(r.distance), r.steps_to_target or "—") for i, r in enumerate(rows, 1)]))
+    tasks = sorted({s.task for s in report.summaries})
+    if tasks:
+        parts.append("<h2>Trainable tasks: leaderboards</h2>")
+        for name in tasks:
+            ranked = sorted((s for s in report.summaries if s.task == name),
+                            key=lambda s: (s.mean, s.optimizer))
+            spec = get_task(name)
+            parts.append(f"<h3>{html.escape(name)} — {html.escape(spec.description)} (test "
+                         f"{spec.metric}, target {spec.target:g})</h3>" + _table(
+                             ["rank", "optimizer", "lr", "final (mean)", "± std", "best",
+                              "steps to target", "seconds"],
+                             [(i, s.optimizer, f"{s.lr:.3g}", _fmt(s.mean), _fmt(s.std),
+                               _fmt(s.best), _fmt(s.steps_to_target),
+                               _fmt(sum(r.seconds for r in s.runs) / len(s.runs)))
+                              for i, s in enumerate(ranked, 1)]))
+            parts.append(_curves(name, ranked))
+        if len(tasks) > 1:
+            parts.append("<h2>Performance profile</h2>" + _profile(report.summaries))
+    if report.properties:
+        parts.append("<h2>Properties, measured</h2>" + _table(
+            ["optimizer", "adaptive per-coordinate lr", "share of a 1000× gradient passed",
+             "consistent units", "units ratio", "escapes saddles easily", "steps to escape"],
+            [(p.optimizer, "yes" if p.adaptive else "no", f"{p.gradient_scale_passed:.3g}",
+              "yes" if p.consistent_units else "no", f"{p.units_ratio:.3g}",
+              "yes" if p.escapes_saddle else "no", p.saddle_steps)
+             for p in report.properties]))
+    if report.animations:
+        parts.append("<h2>Animations</h2>")
+        for path in report.animations:
+            with open(path, "rb") as f:
+                data = base64.b64encode(f.read()).decode()
+            mime = "image/gif" if path.endswith(".gif") else "image/png"
+            parts.append(f"<h3>{html.escape(os.path.basename(path))}</h3>"
+                         + _img(data, mime, os.path.basename(path)))
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>optimlab report</title>"
+            f"<style>{STYLE}</style>{CHECK}</head><body>{''.join(parts)}</body></html>")
+    index = os.path.join(out, "index.html")
+    with open(index, "w", encoding="utf-8") as f:
+        f.write(page)
+    runs = [{"kind": "surface", **r.as_dict()} for r in report.surfaces]
+    runs += [{"kind": "task", "tuned_lr": s.lr, **{k: v for k, v in r.as_dict().items()
+                                                   if k != "curve"}}
+             for s in report.summaries for r in s.runs]
+    with open(os.path.join(out, "runs.json"), "w") as f:
+        json.dump({"surfaces": [r.as_dict() for r in report.surfaces],
+                   "tasks": [s.as_dict() for s in report.summaries],
+                   "properties": [p.as_dict() for p in report.properties]}, f, indent=1)
+    if runs:
+        keys = list(dict.fromkeys(k for row in runs for k in row))
+        with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(runs)
+    return index
+
+
+def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
+          surfaces: Sequence[str] = ("rosenbrock", "beale"),
+          tasks: Sequence[str] = ("noisy_quadratic", "digits_mlp"),
+          lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0),
+          surface_steps: int = 500, seeds: int = 2, storage: str | None = None,
+          animate: Sequence[str] = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "nadam"),
+          on_run: Callable[[object], None] | None = None) -> str:
+    """The default quick suite: every optimizer on the 2-D surfaces, the noisy quadratic and
+    digits, the property table and the animations; writes ``out/index.html``."""
+    from ..optim import names
+    from .animate import animate_saddle, animate_surface, learning_rate_figure
+
+    start = time.perf_counter()
+    optimizers = list(optimizers or names())
+    report = Report()
+    report.surfaces = compare(list(surfaces), optimizers, steps=surface_steps, lrs=list(lrs),
+                              on_run=on_run)
+    store = None
+    if storage is not None and tasks:
+        import hashlib
+
+        from .store import Store
+
+        config = json.dumps([list(tasks), optimizers, list(lrs), seeds])
+        store = Store(storage, "suite-" + hashlib.sha1(config.encode()).hexdigest()[:12])
+    report.summaries = sweep(list(tasks), optimizers, list(lrs), seeds=seeds, on_run=on_run,
+                             store=store)
+    report.properties = measure(optimizers)
+    folder = os.path.join(out, "animations")
+    os.makedirs(folder, exist_ok=True)
+    if animate:
+        report.animations = [
+            animate_surface(surfaces[0], list(animate), os.path.join(folder, "surface.gif"),
+                            steps=200),
+            animate_saddle(list(animate), os.path.join(folder, "saddle.gif"), steps=200),
+            learning_rate_figure(os.path.join(folder, "learning_rates.png"))]
+    report.seconds = time.perf_counter() - start
+    return write(report, out)
