@@ -248,6 +248,32 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .lab.ablation import UPGRADES, ablate
+
+    console = Console(quiet=args.quiet)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+        bar = progress.add_task("ablation", total=len(UPGRADES) * args.seeds)
+        rows = ablate(args.seeds, args.epochs,
+                      on_run=lambda name, seed, error: progress.update(bar, advance=1,
+                                                                       description=name))
+    table = Table(title=f"upgrading a digits MLP one step at a time (test error, "
+                        f"{args.seeds} seeds, {args.epochs} epochs)")
+    for column in ("upgrade", "test error (mean ± std)", "change"):
+        table.add_column(column, justify="left" if column == "upgrade" else "right")
+    previous = None
+    for row in rows:
+        change = "" if previous is None else f"{row.mean - previous:+.4f}"
+        table.add_row(row.upgrade, f"{row.mean:.4f} ± {row.std:.4f}", change)
+        previous = row.mean
+    console.print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{"upgrade": r.upgrade, "errors": r.errors} for r in rows], f, indent=2)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
     print("problems:  ", ", ".join(SURFACES))
@@ -310,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="database URL for the runs (default: OUT/runs.db; 'none': in memory)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_run)
+    p = sub.add_parser("ablate", help='"upgrade the network": one improvement at a time')
+    p.add_argument("--seeds", type=_positive_int, default=3)
+    p.add_argument("--epochs", type=_positive_int, default=12)
+    p.add_argument("--json", help="also write the errors to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_ablate)
     p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)
     return parser

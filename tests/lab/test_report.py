@@ -22,7 +22,8 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     index = suite(str(out), optimizers=["sgd", "adam"], surfaces=("beale",),
                   tasks=("moons", "noisy_quadratic"), lrs=(0.01, 0.1), surface_steps=50,
-                  seeds=2, storage=f"sqlite:///{out}/runs.db", animate=("sgd", "adam"))
+                  seeds=2, storage=f"sqlite:///{out}/runs.db", animate=("sgd", "adam"),
+                  ablation_seeds=0)
     return out, index
 
 

@@ -34,6 +34,7 @@ class Report:
     summaries: list[Summary] = field(default_factory=list)
     properties: list[Properties] = field(default_factory=list)
     animations: list[str] = field(default_factory=list)  # GIF / PNG paths
+    ablation: list = field(default_factory=list)  # optimlab.lab.ablation.Row
     seconds: float = 0.0
 
 
@@ -167,6 +168,14 @@ def write(report: Report, out: str) -> str:
               "yes" if p.consistent_units else "no", f"{p.units_ratio:.3g}",
               "yes" if p.escapes_saddle else "no", p.saddle_steps)
              for p in report.properties]))
+    if report.ablation:
+        rows, previous = [], None
+        for row in report.ablation:
+            change = "" if previous is None else f"{row.mean - previous:+.4f}"
+            rows.append((row.upgrade, f"{row.mean:.4f}", f"{row.std:.4f}", change))
+            previous = row.mean
+        parts.append("<h2>Upgrading the network, one step at a time (digits, test error)</h2>"
+                     + _table(["upgrade", "mean", "± std", "change"], rows))
     if report.animations:
         parts.append("<h2>Animations</h2>")
         for path in report.animations:
@@ -203,6 +212,7 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
           lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0),
           surface_steps: int = 500, seeds: int = 2, storage: str | None = None,
           animate: Sequence[str] = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "nadam"),
+          ablation_seeds: int = 2, ablation_epochs: int = 12,
           on_run: Callable[[object], None] | None = None) -> str:
     """The default quick suite: every optimizer on the 2-D surfaces, the noisy quadratic and
     digits, the property table and the animations; writes ``out/index.html``."""
@@ -225,6 +235,10 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
     report.summaries = sweep(list(tasks), optimizers, list(lrs), seeds=seeds, on_run=on_run,
                              store=store)
     report.properties = measure(optimizers)
+    if ablation_seeds:
+        from .ablation import ablate
+
+        report.ablation = ablate(ablation_seeds, ablation_epochs)
     folder = os.path.join(out, "animations")
     os.makedirs(folder, exist_ok=True)
     if animate:
