@@ -276,7 +276,9 @@ def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
-    print("problems:  ", ", ".join(SURFACES))
+    from .lab.tasks import TASKS
+
+    print("problems:  ", ", ".join([*SURFACES, *TASKS]))
     from . import init
 
     print("initializers:", ", ".join(init.names()))
