@@ -274,6 +274,25 @@ def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
+def cmd_classics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .lab import classics
+
+    chosen = [c for c in classics.CLAIMS if args.tasks == "all" or c.task in args.tasks.split(",")]
+    if not chosen:
+        parser.error(f"unknown task {args.tasks}: choose from "
+                     f"{', '.join(c.task for c in classics.CLAIMS)} (or 'all')")
+    console = Console(quiet=args.quiet)
+    results = classics.run(chosen, seeds=args.seeds)
+    table = Table(title="the classic comparisons, re-run here")
+    for column in ("claim", "what we observe"):
+        table.add_column(column)
+    for claim, verdict, summaries in results:
+        table.add_row(claim.statement, verdict)
+        console.print(_task_table(claim.task, summaries))
+    console.print(table)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
     from .lab.tasks import TASKS
@@ -344,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the errors to this JSON file")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_ablate)
+    p = sub.add_parser("classics", help="the three often-quoted optimizer results, re-run")
+    p.add_argument("--tasks", default="all", help="mnist_cnn, word2vec, char_lstm or 'all'")
+    p.add_argument("--seeds", type=_positive_int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_classics)
     p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)
     return parser

@@ -1,0 +1,35 @@
+"""The classic comparisons: the verdict logic, and one claim re-run end to end."""
+
+from optimlab.cli import main
+from optimlab.lab.classics import CLAIMS, Claim, verdict
+from optimlab.lab.protocol import Summary
+from optimlab.lab.tasks import RunResult
+
+
+def _summaries(task, scores):
+    return [Summary(task, name, 0.1, {0.1: v}, [RunResult(task, name, 0.1, 0, final_test=v)])
+            for name, v in scores.items()]
+
+
+def test_verdicts_by_hand():
+    mnist = CLAIMS[0]
+    assert verdict(mnist, _summaries("mnist_cnn", {"sgd": 0.2, "adam": 0.1})).startswith(
+        "agrees")
+    assert verdict(mnist, _summaries("mnist_cnn", {"momentum": 0.05, "adam": 0.1})).startswith(
+        "disagrees")
+    lstm = CLAIMS[2]
+    assert verdict(lstm, _summaries("char_lstm", {"momentum": 2.0, "adam": 1.95})).startswith(
+        "agrees")
+    assert verdict(lstm, _summaries("char_lstm", {"momentum": 2.5, "adam": 1.9})).startswith(
+        "disagrees")
+
+
+def test_lstm_claim_end_to_end(capsys, monkeypatch):
+    from optimlab.lab import classics
+
+    small = Claim("char_lstm", "on an LSTM language model, plain momentum is competitive",
+                  ("momentum", "adam"), (0.01, 0.5), "momentum competitive")
+    monkeypatch.setattr(classics, "CLAIMS", (small,))
+    assert main(["classics", "--tasks", "char_lstm", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "what we observe" in out and ("agrees" in out or "disagrees" in out)
