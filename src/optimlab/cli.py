@@ -91,7 +91,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     surfaces = [p for p in problems if p in SURFACES]
     tasks = [p for p in problems if p in TASKS]
     store = None
-    if tasks and args.storage != "none":
+    if tasks and args.storage != "none" and args.tuner == "grid":
         import hashlib
 
         from .lab.store import Store
@@ -120,7 +120,8 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             progress.update(task, advance=1, description=f"{r.task} · {r.optimizer}")
 
         summaries = sweep(tasks, optimizers, args.lrs, seeds=args.seeds, flavor=args.flavor,
-                          on_run=on_task_run, store=store, workers=args.workers)
+                          on_run=on_task_run, store=store, workers=args.workers,
+                          tuner=args.tuner)
     for problem in surfaces:
         console.print(_table(problem, [r for r in results if r.problem == problem]))
     for name in tasks:
@@ -319,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default="sqlite:///optimlab.db",
                    help="database for the runs of trainable tasks (SQLAlchemy URL; 'none' keeps "
                         "them in memory); the same command resumes an interrupted sweep")
+    p.add_argument("--tuner", choices=("grid", "tpe"), default="grid",
+                   help="learning rates from the --lrs grid, or as many proposed by Optuna's "
+                        "TPE within its range (in memory)")
     p.add_argument("--workers", type=_positive_int, default=1,
                    help="processes sharing the runs (default 1)")
     p.add_argument("--flavor", choices=optim.FLAVORS, default="torch")

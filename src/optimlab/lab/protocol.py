@@ -108,12 +108,15 @@ class Summary:
 def sweep(tasks: Sequence[str], optimizers: Sequence[str], lrs: Sequence[float], *,
           seeds: int = 3, flavor: str = "torch",
           on_run: Callable[[RunResult], None] | None = None, store=None,
-          workers: int = 1) -> list[Summary]:
+          workers: int = 1, tuner: str = "grid") -> list[Summary]:
     """For each task and optimizer: every learning rate with seed 0, then the best (lowest final
     test metric; diverged runs lose) with ``seeds`` seeds (seed 0's run is reused).
 
     With a :class:`~optimlab.lab.store.Store` every run is a trial in its database: ``workers``
     processes share the work, and re-running an interrupted sweep redoes no finished run.
+
+    ``tuner="tpe"`` spends the same budget (``len(lrs)`` runs) on learning rates proposed by
+    Optuna's TPE sampler within [min(lrs), max(lrs)] (log scale) instead of the grid.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be a positive integer")
@@ -123,14 +126,18 @@ def sweep(tasks: Sequence[str], optimizers: Sequence[str], lrs: Sequence[float],
         raise ValueError(f"lrs={list(lrs)!r} must be a non-empty list of positive numbers")
     for name in tasks:
         get_task(name)
+    if tuner not in ("grid", "tpe"):
+        raise ValueError(f"tuner={tuner!r} must be 'grid' or 'tpe'")
+    if tuner == "tpe" and store is not None:
+        raise ValueError("tuner='tpe' proposes one run at a time: use it without a store")
     if store is not None:
         return _stored_sweep(store, tasks, optimizers, lrs, seeds, flavor, on_run, workers)
     summaries = []
     for task_name in tasks:
         task = get_task(task_name)
         for name in optimizers:
-            tuning = []
-            for lr in lrs:
+            tuning = _tune_tpe(task, name, lrs, flavor, on_run) if tuner == "tpe" else []
+            for lr in (lrs if tuner == "grid" else ()):
                 run = run_task(task, name, lr, 0, flavor=flavor)
                 tuning.append(run)
                 if on_run:
@@ -191,3 +198,20 @@ def _stored_sweep(store, tasks, optimizers, lrs, seeds, flavor, on_run, workers)
                            if r["task"] == t and r["optimizer"] == o}
             summaries.append(Summary(t, o, chosen["lr"], sensitivity, runs))
     return summaries
+
+
+def _tune_tpe(task, name, lrs, flavor, on_run) -> list[RunResult]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    runs = []
+    for _ in range(len(lrs)):
+        trial = study.ask()
+        lr = trial.suggest_float("lr", min(lrs), max(lrs), log=True)
+        run = run_task(task, name, lr, 0, flavor=flavor)
+        study.tell(trial, run.final_test if math.isfinite(run.final_test) else 1e300)
+        runs.append(run)
+        if on_run:
+            on_run(run)
+    return runs
