@@ -250,7 +250,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .lab.ablation import UPGRADES, ablate
+    from .lab.ablation import UPGRADES, ablate, changes
 
     console = Console(quiet=args.quiet)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -263,11 +263,8 @@ def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                         f"{args.seeds} seeds, {args.epochs} epochs)")
     for column in ("upgrade", "test error (mean ± std)", "change"):
         table.add_column(column, justify="left" if column == "upgrade" else "right")
-    previous = None
-    for row in rows:
-        change = "" if previous is None else f"{row.mean - previous:+.4f}"
-        table.add_row(row.upgrade, f"{row.mean:.4f} ± {row.std:.4f}", change)
-        previous = row.mean
+    for upgrade, mean, std, change in changes(rows):
+        table.add_row(upgrade, f"{mean:.4f} ± {std:.4f}", change)
     console.print(table)
     if args.json:
         with open(args.json, "w") as f:

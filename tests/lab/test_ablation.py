@@ -13,3 +13,13 @@ def test_ablation_rows_and_the_big_gains(capsys):
     assert by_name["+ early stopping"] < 0.1
     assert main(["ablate", "--seeds", "1", "--epochs", "2"]) == 0
     assert "+ batch norm" in capsys.readouterr().out
+
+
+def test_ablation_table_rows_and_report_section(tmp_path):
+    from optimlab.lab.ablation import Row, changes
+    from optimlab.lab.report import Report, write
+
+    rows = [Row("baseline", [0.5, 0.4]), Row("+ ReLU", [0.1, 0.1])]
+    assert [c[3] for c in changes(rows)] == ["", "-0.3500"]
+    page = open(write(Report(ablation=rows), str(tmp_path)), encoding="utf-8").read()
+    assert "Upgrading the network" in page and "-0.3500" in page

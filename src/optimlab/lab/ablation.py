@@ -17,7 +17,7 @@ from ..init import apply as init_apply
 from ..optim import SGD, Adam
 from ..train import EarlyStopping, Trainer
 
-__all__ = ["UPGRADES", "Row", "ablate", "run_config"]
+__all__ = ["UPGRADES", "Row", "ablate", "run_config", "changes"]
 
 #: the upgrades in the order they are added; each row has all upgrades up to its own.
 UPGRADES = ("baseline", "+ standardized inputs", "+ ReLU", "+ He init", "+ batch norm",
@@ -75,3 +75,13 @@ def ablate(seeds: int = 3, epochs: int = 12,
                 on_run(name, seed, errors[-1])
         rows.append(Row(name, errors))
     return rows
+
+
+def changes(rows: list[Row]) -> list[tuple[str, float, float, str]]:
+    """(upgrade, mean, std, change from the previous row) for tables."""
+    out, previous = [], None
+    for row in rows:
+        out.append((row.upgrade, row.mean, row.std,
+                    "" if previous is None else f"{row.mean - previous:+.4f}"))
+        previous = row.mean
+    return out

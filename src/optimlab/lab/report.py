@@ -169,11 +169,9 @@ def write(report: Report, out: str) -> str:
               "yes" if p.escapes_saddle else "no", p.saddle_steps)
              for p in report.properties]))
     if report.ablation:
-        rows, previous = [], None
-        for row in report.ablation:
-            change = "" if previous is None else f"{row.mean - previous:+.4f}"
-            rows.append((row.upgrade, f"{row.mean:.4f}", f"{row.std:.4f}", change))
-            previous = row.mean
+        from .ablation import changes
+
+        rows = [(u, f"{m:.4f}", f"{s:.4f}", c) for u, m, s, c in changes(report.ablation)]
         parts.append("<h2>Upgrading the network, one step at a time (digits, test error)</h2>"
                      + _table(["upgrade", "mean", "± std", "change"], rows))
     if report.animations:
