@@ -8,8 +8,11 @@ from optimlab.cli import main
 def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "results.json"
     code = main(["compare", "--problems", "rosenbrock,beale", "--optimizers", "adam,nesterov",
-                 "--steps", "50", "--lrs", "0.01,0.001", "--json", str(out)])
+                 "--steps", "50", "--lrs", "0.01,0.001", "--json", str(out),
+                 "--report", str(tmp_path / "page")])
     assert code == 0
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "rosenbrock" in page and "<table>" in page
     text = capsys.readouterr().out
     assert "rosenbrock" in text and "beale" in text and "nesterov" in text
     rows = json.loads(out.read_text())["surfaces"]
@@ -57,7 +60,8 @@ def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys):
     out = tmp_path / "tasks.json"
     code = main(["compare", "--problems", "moons,digits_mlp", "--optimizers", "sgd,adam",
                  "--storage", f"sqlite:///{tmp_path}/runs.db",
-                 "--lrs", "0.1,0.01", "--seeds", "2", "--json", str(out)])
+                 "--lrs", "0.1,0.01", "--seeds", "2", "--json", str(out),
+                 "--report", str(tmp_path / "page")])
     assert code == 0
     text = capsys.readouterr().out
     assert "digits_mlp" in text and "performance profile" in text

@@ -82,6 +82,16 @@ def _task_table(task: str, summaries: list) -> Table:
     return table
 
 
+def _html(args: argparse.Namespace, console: Console, **sections) -> None:
+    """Write the command's self-contained HTML page (and runs.csv/json) to ``--report``."""
+    from .lab.report import Report, write
+
+    if args.report == "none":
+        return
+    index = write(Report(**sections), args.report)
+    console.print(f"wrote {index}")
+
+
 def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .lab.protocol import performance_profile, sweep
     from .lab.tasks import TASKS
@@ -142,6 +152,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             json.dump({"surfaces": [r.as_dict() for r in results],
                        "tasks": [s.as_dict() for s in summaries]}, f, indent=2)
         console.print(f"wrote {args.json}")
+    _html(args, console, surfaces=results, summaries=summaries)
     return 0
 
 
@@ -196,6 +207,7 @@ def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         with open(args.json, "w") as f:
             json.dump([r.as_dict() for r in rows], f, indent=2)
         console.print(f"wrote {args.json}")
+    _html(args, console, properties=rows)
     return 0
 
 
@@ -215,6 +227,8 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     written.append(learning_rate_figure(os.path.join(args.out, "learning_rates.png")))
     for path in written:
         console.print(f"wrote {path}")
+    args.report = args.out
+    _html(args, console, animations=written)
     return 0
 
 
@@ -269,6 +283,7 @@ def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{"upgrade": r.upgrade, "errors": r.errors} for r in rows], f, indent=2)
+    _html(args, console, ablation=rows)
     return 0
 
 
@@ -288,6 +303,8 @@ def cmd_classics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         table.add_row(claim.statement, verdict)
         console.print(_task_table(claim.task, summaries))
     console.print(table)
+    _html(args, console, summaries=[s for _, _, group in results for s in group],
+          classics=[(claim.statement, verdict) for claim, verdict, _ in results])
     return 0
 
 
@@ -326,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=1e-4, help="loss that counts as reached")
     p.add_argument("--json", help="also write every result to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    p.add_argument("--report", default="report/compare",
+                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
     p.set_defaults(handler=cmd_compare)
     p = sub.add_parser("init-report", help="activation statistics of a deep MLP at init")
     p.add_argument("--depth", type=_positive_int, default=10)
@@ -341,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
     p.add_argument("--json", help="also write the measurements to this JSON file")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--report", default="report/properties",
+                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
     p.set_defaults(handler=cmd_properties)
     p = sub.add_parser("animate", help="GIFs of trajectories and saddle escape, a LR figure")
     p.add_argument("--problem", default="rosenbrock", help="surfaces, comma-separated or 'all'")
@@ -363,11 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=12)
     p.add_argument("--json", help="also write the errors to this JSON file")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--report", default="report/ablate",
+                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
     p.set_defaults(handler=cmd_ablate)
     p = sub.add_parser("classics", help="the three often-quoted optimizer results, re-run")
     p.add_argument("--tasks", default="all", help="mnist_cnn, word2vec, char_lstm or 'all'")
     p.add_argument("--seeds", type=_positive_int, default=2)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--report", default="report/classics",
+                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
     p.set_defaults(handler=cmd_classics)
     p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)

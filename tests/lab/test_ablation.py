@@ -4,14 +4,15 @@ from optimlab.cli import main
 from optimlab.lab.ablation import UPGRADES, ablate
 
 
-def test_ablation_rows_and_the_big_gains(capsys):
+def test_ablation_rows_and_the_big_gains(capsys, tmp_path):
     rows = ablate(seeds=1, epochs=3)
     assert [r.upgrade for r in rows] == list(UPGRADES)
     by_name = {r.upgrade: r.mean for r in rows}
     assert by_name["baseline"] > 0.3  # sigmoid, N(0, 1), plain SGD, raw pixels
     assert by_name["+ ReLU"] < by_name["+ standardized inputs"]
     assert by_name["+ early stopping"] < 0.1
-    assert main(["ablate", "--seeds", "1", "--epochs", "2"]) == 0
+    assert main(["ablate", "--seeds", "1", "--epochs", "2", "--report", str(tmp_path)]) == 0
+    assert "Upgrading the network" in (tmp_path / "index.html").read_text()
     assert "+ batch norm" in capsys.readouterr().out
 
 

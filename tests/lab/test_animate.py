@@ -29,6 +29,7 @@ def test_learning_rate_figure_and_cli_animations(tmp_path, capsys):
         gif.seek(gif.n_frames - 1)
         assert len(gif.convert("RGB").getcolors(maxcolors=100_000)) > 20  # drawn, not blank
     assert "learning_rates.png" in capsys.readouterr().out
+    assert (tmp_path / "index.html").read_text().count("data:image/gif;base64,") == 2
 
 
 def test_good_learning_rate_converges_and_large_diverges():

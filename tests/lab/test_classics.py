@@ -24,12 +24,14 @@ def test_verdicts_by_hand():
         "disagrees")
 
 
-def test_lstm_claim_end_to_end(capsys, monkeypatch):
+def test_lstm_claim_end_to_end(capsys, monkeypatch, tmp_path):
     from optimlab.lab import classics
 
     small = Claim("char_lstm", "on an LSTM language model, plain momentum is competitive",
                   ("momentum", "adam"), (0.01, 0.5), "momentum competitive")
     monkeypatch.setattr(classics, "CLAIMS", (small,))
-    assert main(["classics", "--tasks", "char_lstm", "--seeds", "1"]) == 0
+    assert main(["classics", "--tasks", "char_lstm", "--seeds", "1", "--report",
+                 str(tmp_path)]) == 0
+    assert "classic comparisons" in (tmp_path / "index.html").read_text()
     out = capsys.readouterr().out
     assert "what we observe" in out and ("agrees" in out or "disagrees" in out)

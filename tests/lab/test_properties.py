@@ -39,6 +39,8 @@ def test_adadelta_units_are_set_by_its_epsilon(rows):
 
 def test_cli_properties(tmp_path, capsys):
     out = tmp_path / "p.json"
-    assert main(["properties", "--optimizers", "sgd,adam", "--json", str(out)]) == 0
+    assert main(["properties", "--optimizers", "sgd,adam", "--json", str(out),
+                 "--report", str(tmp_path)]) == 0
+    assert "Properties, measured" in (tmp_path / "index.html").read_text()
     assert "escapes saddles" in capsys.readouterr().out
     assert [r["optimizer"] for r in json.loads(out.read_text())] == ["sgd", "adam"]

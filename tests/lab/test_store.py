@@ -39,7 +39,8 @@ def _studies(url):
 
 def test_killed_sweep_resumes_without_redoing_or_losing_runs(tmp_path):
     url = f"sqlite:///{tmp_path}/runs.db"
-    proc = subprocess.Popen(_cli("--storage", url), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cli("--storage", url, "--report", str(tmp_path / "page")),
+                            stdout=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.2)
@@ -53,14 +54,16 @@ def test_killed_sweep_resumes_without_redoing_or_losing_runs(tmp_path):
     proc.wait()
     done_before = len(_completed(url))
     assert 4 <= done_before < PLANNED  # killed mid-sweep
-    assert subprocess.run(_cli("--storage", url), stdout=subprocess.DEVNULL).returncode == 0
+    assert subprocess.run(_cli("--storage", url, "--report", str(tmp_path / "page")),
+                          stdout=subprocess.DEVNULL).returncode == 0
     keys = _completed(url)
     assert len(keys) == PLANNED and max(Counter(keys).values()) == 1
 
 
 def test_two_workers_share_one_sweep(tmp_path):
     url = f"sqlite:///{tmp_path}/runs.db"
-    result = subprocess.run(_cli("--storage", url, "--workers", "2"), stdout=subprocess.DEVNULL)
+    result = subprocess.run(_cli("--storage", url, "--workers", "2", "--report", "none"),
+                            stdout=subprocess.DEVNULL)
     assert result.returncode == 0
     keys = _completed(url)
     assert len(keys) == PLANNED and max(Counter(keys).values()) == 1

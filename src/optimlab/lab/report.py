@@ -35,6 +35,7 @@ class Report:
     properties: list[Properties] = field(default_factory=list)
     animations: list[str] = field(default_factory=list)  # GIF / PNG paths
     ablation: list = field(default_factory=list)  # optimlab.lab.ablation.Row
+    classics: list[tuple[str, str]] = field(default_factory=list)  # (claim, what we observe)
     seconds: float = 0.0
 
 
@@ -127,10 +128,10 @@ document.body.setAttribute('data-images',String(document.images.length));});</sc
 def write(report: Report, out: str) -> str:
     """Write ``out/index.html``, ``out/runs.csv`` and ``out/runs.json``; returns the page."""
     os.makedirs(out, exist_ok=True)
-    parts = [f"<h1>optimlab report</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')} in "
-             f"{report.seconds:.0f} s. Every optimizer's learning rate is tuned on a log grid "
-             f"with a fixed budget; trainable tasks re-run the best setting with several "
-             f"seeds.</p>"]
+    took = f" in {report.seconds:.0f} s" if report.seconds else ""
+    parts = [f"<h1>optimlab report</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}{took}. "
+             f"Every optimizer's learning rate is tuned on a log grid with a fixed budget; "
+             f"trainable tasks re-run the best setting with several seeds.</p>"]
     surfaces = sorted({r.problem for r in report.surfaces})
     if surfaces:
         parts.append("<h2>2-D surfaces</h2>")
@@ -160,6 +161,9 @@ def write(report: Report, out: str) -> str:
             parts.append(_curves(name, ranked))
         if len(tasks) > 1:
             parts.append("<h2>Performance profile</h2>" + _profile(report.summaries))
+    if report.classics:
+        parts.append("<h2>The classic comparisons, re-run here</h2>"
+                     + _table(["claim", "what we observe"], report.classics))
     if report.properties:
         parts.append("<h2>Properties, measured</h2>" + _table(
             ["optimizer", "adaptive per-coordinate lr", "share of a 1000× gradient passed",
