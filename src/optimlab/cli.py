@@ -82,6 +82,17 @@ def _task_table(task: str, summaries: list) -> Table:
     return table
 
 
+def _progress(console: Console, quiet: bool) -> Progress:
+    """The commands' progress bar: what runs now, a bar, done/total, elapsed time."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, disable=quiet)
+
+
+def _report_option(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--report", default=f"report/{command}",
+                        help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
+
+
 def _html(args: argparse.Namespace, console: Console, **sections) -> None:
     """Write the command's self-contained HTML page (and runs.csv/json) to ``--report``."""
     from .lab.report import Report, write
@@ -102,12 +113,9 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     tasks = [p for p in problems if p in TASKS]
     store = None
     if tasks and args.storage != "none" and args.tuner == "grid":
-        import hashlib
+        from .lab.store import Store, study_name
 
-        from .lab.store import Store
-
-        config = json.dumps([tasks, optimizers, args.lrs, args.seeds, args.flavor])
-        name = "compare-" + hashlib.sha1(config.encode()).hexdigest()[:12]
+        name = study_name("compare", tasks, optimizers, args.lrs, args.seeds, args.flavor)
         try:
             store = Store(args.storage, name)
         except ConnectionError as error:
@@ -116,8 +124,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     console = Console(quiet=args.quiet)
     total = (len(surfaces) + len(tasks)) * len(optimizers) * len(args.lrs) \
         + len(tasks) * len(optimizers) * (args.seeds - 1)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+    with _progress(console, args.quiet) as progress:
         task = progress.add_task("compare", total=total)
 
         def on_run(r: Result) -> None:
@@ -246,8 +253,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     storage = None if args.storage == "none" else (
         args.storage or f"sqlite:///{os.path.abspath(os.path.join(args.out, 'runs.db'))}")
     console = Console(quiet=args.quiet)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+    with _progress(console, args.quiet) as progress:
         bar = progress.add_task("suite", total=total)
 
         def on_run(r) -> None:
@@ -267,8 +273,7 @@ def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from .lab.ablation import UPGRADES, ablate, changes
 
     console = Console(quiet=args.quiet)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, disable=args.quiet) as progress:
+    with _progress(console, args.quiet) as progress:
         bar = progress.add_task("ablation", total=len(UPGRADES) * args.seeds)
         rows = ablate(args.seeds, args.epochs,
                       on_run=lambda name, seed, error: progress.update(bar, advance=1,
@@ -343,8 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=1e-4, help="loss that counts as reached")
     p.add_argument("--json", help="also write every result to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    p.add_argument("--report", default="report/compare",
-                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
+    _report_option(p, "compare")
     p.set_defaults(handler=cmd_compare)
     p = sub.add_parser("init-report", help="activation statistics of a deep MLP at init")
     p.add_argument("--depth", type=_positive_int, default=10)
@@ -360,8 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
     p.add_argument("--json", help="also write the measurements to this JSON file")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--report", default="report/properties",
-                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
+    _report_option(p, "properties")
     p.set_defaults(handler=cmd_properties)
     p = sub.add_parser("animate", help="GIFs of trajectories and saddle escape, a LR figure")
     p.add_argument("--problem", default="rosenbrock", help="surfaces, comma-separated or 'all'")
@@ -384,15 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=12)
     p.add_argument("--json", help="also write the errors to this JSON file")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--report", default="report/ablate",
-                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
+    _report_option(p, "ablate")
     p.set_defaults(handler=cmd_ablate)
     p = sub.add_parser("classics", help="the three often-quoted optimizer results, re-run")
     p.add_argument("--tasks", default="all", help="mnist_cnn, word2vec, char_lstm or 'all'")
     p.add_argument("--seeds", type=_positive_int, default=2)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--report", default="report/classics",
-                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
+    _report_option(p, "classics")
     p.set_defaults(handler=cmd_classics)
     p = sub.add_parser("list", help="list optimizers, problems and initializers")
     p.set_defaults(handler=cmd_list)

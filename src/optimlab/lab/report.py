@@ -228,12 +228,9 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
                               on_run=on_run)
     store = None
     if storage is not None and tasks:
-        import hashlib
+        from .store import Store, study_name
 
-        from .store import Store
-
-        config = json.dumps([list(tasks), optimizers, list(lrs), seeds])
-        store = Store(storage, "suite-" + hashlib.sha1(config.encode()).hexdigest()[:12])
+        store = Store(storage, study_name("suite", list(tasks), optimizers, list(lrs), seeds))
     report.summaries = sweep(list(tasks), optimizers, list(lrs), seeds=seeds, on_run=on_run,
                              store=store)
     report.properties = measure(optimizers)

@@ -16,7 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Store", "run_key"]
+__all__ = ["Store", "run_key", "study_name"]
+
+
+def study_name(kind: str, *config) -> str:
+    """A sweep's name from its settings: the same command resumes the same study."""
+    import hashlib
+
+    digest = hashlib.sha1(json.dumps(config).encode()).hexdigest()[:12]
+    return f"{kind}-{digest}"
 
 
 def run_key(task: str, optimizer: str, lr: float, seed: int, flavor: str = "torch") -> str:

@@ -121,6 +121,7 @@ class ReferenceEngine:
         apply_update(opt.chain, p, g, view, hp, c, opt.state_dtype)
 
     def gradients(self) -> list[Tensor]:
+        """The gradients of this step (the optimizer calls this before :meth:`step`)."""
         return [p.grad for group in self.optimizer.param_groups for p in group["params"]
                 if p.grad is not None]
 
@@ -263,9 +264,9 @@ class FlatEngine:
         return self.buckets
 
     def step(self) -> None:
-        for bucket in self._ready():
-            if not any(p.grad is not None for p in bucket.params):
-                continue
+        """Update every bucket (readied by :meth:`gradients`, which the optimizer calls first:
+        after it every ``p.grad`` is its bucket's view) and the loose parameters."""
+        for bucket in self.buckets:
             bucket.scalars["step"] += 1
             self.run(bucket)
         for group, p in self.loose:
@@ -276,7 +277,8 @@ class FlatEngine:
         raise NotImplementedError
 
     def gradients(self) -> list[Tensor]:
-        """The gradients as few tensors as possible: one flat tensor per bucket."""
+        """Ready the buckets for this step (rebuild after replaced parameters, reattach grads)
+        and return the gradients as few tensors as possible: one flat tensor per bucket."""
         buckets = self._ready()
         return [b.grad for b in buckets] + [p.grad for _, p in self.loose if p.grad is not None]
 
