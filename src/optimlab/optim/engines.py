@@ -30,6 +30,11 @@ from torch import Tensor
 
 from .transforms import Chain, Hyper
 
+if torch.distributed.is_available():
+    from torch.distributed.tensor import DTensor
+else:  # a torch build without distributed support has no sharded tensors
+    DTensor = ()
+
 if TYPE_CHECKING:
     from .optimizer import Optimizer
 
@@ -115,6 +120,9 @@ class ReferenceEngine:
         step = state["step"].item()
         g = p.grad
         view: Mapping[str, Tensor] = state
+        if isinstance(p, DTensor):  # the math is elementwise: each rank updates its own shard
+            p, g = p.to_local(), g.to_local()
+            view = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
         if p.is_complex():
             p, g, view = torch.view_as_real(p), torch.view_as_real(g), _RealView(state)
         c = opt.chain.prepare(view, hp, step)
@@ -134,6 +142,29 @@ class ReferenceEngine:
 
 class _Unflattenable(Exception):
     """The parameters' state cannot share one flat buffer (the message says why)."""
+
+
+def _per_tensor_only(p: Tensor) -> str | None:
+    """Why ``p`` cannot live in a flat buffer (None if it can)."""
+    if isinstance(p, DTensor):
+        return "sharded (DTensor)"
+    if p.is_complex() or p.is_sparse:
+        return "complex or sparse"
+    return None
+
+
+def _tiled_storage(params: list[Tensor], n: int) -> Tensor | None:
+    """The flat tensor that ``params`` already tile, one after another in one storage (e.g.
+    ZeroRedundancyOptimizer's ``parameters_as_bucket_view``), or None. Adopting it instead of
+    re-pointing ``p.data`` keeps the owner of that storage (and its broadcasts) working."""
+    first = params[0]
+    storage, offset = first.untyped_storage(), first.storage_offset()
+    for p in params:
+        if (not p.is_contiguous() or p.untyped_storage().data_ptr() != storage.data_ptr()
+                or p.storage_offset() != offset):
+            return None
+        offset += p.numel()
+    return first.new_empty(0).set_(storage, first.storage_offset(), (n,))
 
 
 class Bucket:
@@ -177,12 +208,15 @@ class Bucket:
                     flat[a:b].copy_(value.reshape(-1))
                 state[key] = flat[a:b].view_as(p)
             self.buffers[key] = flat
-        self.param = torch.empty(n, dtype=self.dtype, device=self.device)
+        shared = _tiled_storage(params, n)
+        self.param = torch.empty(n, dtype=self.dtype, device=self.device) if shared is None \
+            else shared
         self.grad = torch.zeros(n, dtype=self.dtype, device=self.device)
         self.grad_views = []
         for p, (a, b) in zip(params, bounds, strict=True):
-            self.param[a:b].copy_(p.detach().reshape(-1))
-            p.data = self.param[a:b].view_as(p)
+            if shared is None:
+                self.param[a:b].copy_(p.detach().reshape(-1))
+                p.data = self.param[a:b].view_as(p)
             view = self.grad[a:b].view_as(p)
             if p.grad is not None:
                 view.copy_(p.grad)
@@ -240,9 +274,10 @@ class FlatEngine:
             for p in group["params"]:
                 if not p.requires_grad:
                     continue
-                if p.is_complex() or p.is_sparse:
-                    opt._announce(f"engine={self.name!r}: complex or sparse parameters run on "
-                                  f"the reference engine")
+                reason = _per_tensor_only(p)
+                if reason:
+                    opt._announce(f"engine={self.name!r}: {reason} parameters run on the "
+                                  f"reference engine")
                     loose.append((group, p))
                 else:
                     by_kind[(p.device, p.dtype)].append(p)
@@ -411,7 +446,12 @@ def make_engine(name: str, optimizer: Optimizer):
     if name == "auto":
         params = [p for g in optimizer.param_groups for p in g["params"]]
         total = sum(p.numel() for p in params)
-        if total < COMPILE_THRESHOLD:
+        sharded = next((p for p in params if isinstance(p, DTensor)), None)
+        if sharded is not None:
+            optimizer._announce("engine='auto' uses reference: the parameters are sharded "
+                                "DTensors (FSDP2), updated one local shard at a time")
+            name = "reference"
+        elif total < COMPILE_THRESHOLD:
             name = "eager"
         else:
             reason = compiler_available(params[0].device.type if params else "cpu")
