@@ -4,6 +4,11 @@ atomic checkpoints and exact resume.
 The data order is a function of (seed, epoch) alone, and a checkpoint holds the model, the
 optimizer, the scheduler, every random generator and the position inside the epoch, so a run
 killed at any moment and resumed ends with the same bits as one that never stopped.
+
+Under torch.distributed (a DDP, ZeroRedundancyOptimizer or FSDP2 model, launched by torchrun)
+each process takes its share of every global batch, weighted so the averaged gradient is the
+global batch's; rank 0 alone shows progress and writes checkpoints, which hold the full state
+and resume at any number of processes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
+from . import distributed
 from .checkpoint import load_latest, save_atomic
 
 __all__ = ["Trainer", "History", "Callback", "EarlyStopping", "verdict"]
@@ -160,8 +166,8 @@ class Trainer:
         checkpoint_dir: where checkpoints go; ``checkpoint_every`` steps and at every epoch end.
         nonfinite: a NaN/Inf loss ``"stop"``s training with a message, or is ``"skip"``ped.
         classification: report the error rate (argmax ≠ target); default: integer targets.
-        progress: a progress bar (rich); False for scripts.
-        seed: fixes the data order and the RNGs.
+        progress: a progress bar (rich, on rank 0 only); False for scripts.
+        seed: fixes the data order and the RNGs (rank r's generators start at seed + r).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -188,7 +194,9 @@ class Trainer:
         self.plateau_metric = plateau_metric
         self.callbacks = list(callbacks)
         self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
-        self.nonfinite, self.progress, self.seed = nonfinite, progress, seed
+        self.world = distributed.world()
+        self.nonfinite, self.seed = nonfinite, seed
+        self.progress = progress and self.world.main
         if classification is None:
             first_target = train[0][1]
             classification = torch.is_tensor(first_target) and not first_target.is_floating_point()
@@ -206,15 +214,19 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_data), generator=gen)
 
-    def _batches(self, data, order: Tensor, start: int = 0) -> Iterator[tuple[Any, Any]]:
+    def _batches(self, data, order: Tensor, start: int = 0) -> Iterator[tuple[Any, Any, int]]:
+        """(inputs, targets, global batch size): this rank's share of each batch of ``order``."""
         size = self.batch_size or len(order)
         tensors = _tensors(data)
         for first in range(start * size, len(order), size):
             index = order[first:first + size]
+            local = index[self.world.rank::self.world.size]
             if tensors is not None:
-                yield tuple(t[index] for t in tensors)
-            else:
-                yield default_collate([data[i] for i in index.tolist()])
+                yield *(t[local] for t in tensors), len(index)
+            else:  # an empty share keeps the shapes of one example
+                batch = default_collate([data[i] for i in (local if len(local) else
+                                                           index[:1]).tolist()])
+                yield *(b[:len(local)] for b in batch), len(index)
 
     def _batch_count(self) -> int:
         size = self.batch_size or len(self.train_data)
@@ -227,13 +239,16 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         total, errors, count = 0.0, 0.0, 0
-        for x, y in self._batches(data, torch.arange(len(data))):
+        # every rank runs every batch on its share (FSDP2 gathers parameters collectively)
+        for x, y, _ in self._batches(data, torch.arange(len(data))):
             out = self.model(x)
-            total += self.loss_fn(out, y).item() * len(y)
-            if self.classification:
-                errors += (out.argmax(-1) != y).sum().item()
-            count += len(y)
+            if len(y):
+                total += self.loss_fn(out, y).item() * len(y)
+                if self.classification:
+                    errors += (out.argmax(-1) != y).sum().item()
+                count += len(y)
         self.model.train(was_training)
+        total, errors, count = distributed.all_sum([total, errors, count])
         return {"loss": total / count, "error": errors / count if self.classification else None}
 
     # ---------------------------------------------------------------------- checkpoints
@@ -247,16 +262,18 @@ class Trainer:
         np.random.set_state(state["numpy"])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        """Everything a resume needs, the model and optimizer whole (under torch.distributed a
+        collective: every rank calls it; rank 0's copy is complete)."""
+        return {"model": distributed.model_state(self.model),
+                "optimizer": distributed.optimizer_state(self.model, self.optimizer),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "callbacks": [c.state_dict() for c in self.callbacks],
                 "history": self.history.rows, "epoch": self.epoch, "batch": self.batch,
                 "step": self.step, "skipped": self.skipped, "partial": dict(self._partial),
-                "rng": self._rng_state()}
+                "rng": distributed.gather_objects(self._rng_state())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        distributed.load_state(self.model, self.optimizer, state["model"], state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         for callback, saved in zip(self.callbacks, state["callbacks"], strict=False):
@@ -264,12 +281,26 @@ class Trainer:
         self.history = History(list(state["history"]))
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.skipped, self._partial = state["skipped"], dict(state["partial"])
-        self._set_rng_state(state["rng"])
+        rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if self.world.rank < len(rng):
+            self._set_rng_state(rng[self.world.rank])
+        else:  # more processes than wrote the checkpoint: a new rank gets fresh generators
+            self._seed(self.seed * 1_000_003 + self.step)
+
+    def _seed(self, seed: int) -> None:
+        seed += self.world.rank
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
 
     def checkpoint(self) -> str | None:
+        """Write a checkpoint (rank 0 writes; every rank takes part in gathering the state)."""
         if self.checkpoint_dir is None:
             return None
-        return save_atomic(self.state_dict(), self.checkpoint_dir, self.step)
+        state = self.state_dict()
+        if not self.world.main:
+            return None
+        return save_atomic(state, self.checkpoint_dir, self.step)
 
     # ----------------------------------------------------------------------------- fit
     def fit(self, epochs: int, *, resume: bool = False) -> History:
@@ -288,9 +319,7 @@ class Trainer:
             if state is not None:
                 self.load_state_dict(state)
         if (not resume or state is None) and self.step == 0 and self.batch == 0:
-            torch.manual_seed(self.seed)  # a fresh run; a continued fit keeps its RNG state
-            random.seed(self.seed)
-            np.random.seed(self.seed)
+            self._seed(self.seed)  # a fresh run; a continued fit keeps its RNG state
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -313,10 +342,16 @@ class Trainer:
     def _train_epoch(self, advance: Callable[[float], None]) -> None:
         self.model.train()
         order = self._order(self.epoch)
-        for x, y in self._batches(self.train_data, order, start=self.batch):
+        for x, y, n in self._batches(self.train_data, order, start=self.batch):
             self.optimizer.zero_grad()
-            loss = self.loss_fn(out := self.model(x), y)
+            out = self.model(x)
+            loss = self.loss_fn(out, y) if len(y) else out.sum() * 0.0
             value = loss.item()
+            errors = int((out.argmax(-1) != y).sum()) if self.classification else 0
+            if self.world.size > 1:  # processes average gradients: weigh this share by its size
+                loss = loss * (len(y) * self.world.size / n)
+                total, errors = distributed.all_sum([value * len(y), errors])
+                value = total / n
             if not math.isfinite(value):
                 if self.nonfinite == "stop":
                     self.stop = True
@@ -330,10 +365,9 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 partial = self._partial
-                partial["loss"] += value * len(y)
-                if self.classification:
-                    partial["errors"] += int((out.argmax(-1) != y).sum())
-                partial["count"] += len(y)
+                partial["loss"] += value * n
+                partial["errors"] += errors
+                partial["count"] += n
                 if self.scheduler is not None and self.scheduler_interval == "step":
                     self.scheduler.step()
             self.batch += 1
