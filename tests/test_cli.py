@@ -26,6 +26,8 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     (["compare", "--problems", "moon"], "unknown problem moon: choose from rosenbrock"),
     (["compare", "--steps", "-3"], "-3 must be > 0"),
     (["compare", "--lrs", "0.1,x"], "not a comma-separated list"),
+    (["train", "--task", "moon"], "unknown task 'moon': choose one of noisy_quadratic"),
+    (["train", "--strategy", "dp"], "invalid choice: 'dp'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -76,3 +78,41 @@ def test_unreachable_storage_is_a_one_line_error(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "cannot open storage 'postgresql://nobody@127.0.0.1:1/none'" in err
+
+
+def _train(tmp_path, *argv):
+    """``optimlab train`` in a new process (torchrun needs a real command line)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "optimlab.cli", "train", "--quiet", *argv],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_train_with_two_processes_resumes_in_one(tmp_path):
+    """torchrun with 2 gloo processes writes checkpoints once (rank 0); one process resumes
+    them, and ends where one process training all along ends (float32: to rounding)."""
+    _train(tmp_path, "--epochs", "2", "--nproc-per-node", "2", "--checkpoint-dir", "ckpt",
+           "--json", "two.json")
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert two["processes"] == 2 and two["strategy"] == "ddp"
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "ckpt-0000000040.pt", "ckpt-0000000080.pt"]  # 2 epochs of ⌈1257 / 32⌉ = 40 batches
+    _train(tmp_path, "--epochs", "3", "--checkpoint-dir", "ckpt", "--resume", "--json",
+           "resumed.json")
+    _train(tmp_path, "--epochs", "3", "--json", "alone.json")
+    resumed = json.loads((tmp_path / "resumed.json").read_text())
+    alone = json.loads((tmp_path / "alone.json").read_text())
+    assert resumed["processes"] == 1
+    assert resumed["history"][:2] == two["history"]
+    for got, want in zip(resumed["history"], alone["history"], strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
+        assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-5)
+
+
+def test_train_logs_from_rank_0_only(tmp_path):
+    done = _train(tmp_path, "--epochs", "1", "--nproc-per-node", "2", "--strategy", "fsdp")
+    out = done.stdout + done.stderr
+    assert out.count("uses reference: the parameters are sharded DTensors") == 1

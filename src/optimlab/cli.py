@@ -269,6 +269,53 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import os
+    import subprocess
+
+    from .lab.launch import torchrun_command, train_task
+
+    if args.nproc_per_node and "WORLD_SIZE" not in os.environ:  # launch, then be rank 0's echo
+        argv, rest = [], iter(args.argv or sys.argv[1:])
+        for arg in rest:  # every argument but --nproc-per-node goes to each process
+            if arg == "--nproc-per-node":
+                next(rest)
+            elif not arg.startswith("--nproc-per-node="):
+                argv.append(arg)
+        threads = str(max(1, (os.cpu_count() or 1) // args.nproc_per_node))
+        env = {"OMP_NUM_THREADS": threads, **os.environ}  # the cores, shared out
+        return subprocess.call(torchrun_command(args.nproc_per_node, argv), env=env)
+    try:
+        summary = train_task(args.task, args.optimizer, args.lr, epochs=args.epochs,
+                             batch_size=args.batch_size, strategy=args.strategy,
+                             engine=args.engine, checkpoint_dir=args.checkpoint_dir,
+                             checkpoint_every=args.checkpoint_every, resume=args.resume,
+                             seed=args.seed, progress=not args.quiet)
+    except ValueError as error:
+        parser.error(str(error))
+    from .train import distributed
+
+    if not distributed.world().main:
+        return 0
+    console = Console(quiet=args.quiet)
+    table = Table(title=f"{args.task} · {args.optimizer} (lr {args.lr:g}) · "
+                        f"{summary['processes']} process(es), {summary['strategy']}")
+    keys = [k for k in ("epoch", "train_loss", "train_error", "test_loss", "test_error")
+            if any(row.get(k) is not None for row in summary["history"])]
+    for key in keys:
+        table.add_column(key, justify="right")
+    for row in summary["history"]:
+        table.add_row(*(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k])
+                        for k in keys))
+    console.print(table)
+    console.print(f"{summary['samples_per_second']:.0f} samples/s over "
+                  f"{summary['seconds']:.1f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .lab.ablation import UPGRADES, ablate, changes
 
@@ -382,6 +429,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="database URL for the runs (default: OUT/runs.db; 'none': in memory)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=cmd_run)
+    p = sub.add_parser("train", help="train on a task, data-parallel with --nproc-per-node")
+    p.add_argument("--task", default="digits_mlp", help="a trainable task (see 'list')")
+    p.add_argument("--optimizer", default="adam", help="an optimizer id (see 'list')")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="global batch, shared by the processes (default: the task's)")
+    p.add_argument("--nproc-per-node", type=_positive_int, default=None,
+                   help="launch this many processes with torchrun (gloo on CPU, NCCL on GPU)")
+    p.add_argument("--strategy", choices=("ddp", "zero", "fsdp"), default="ddp",
+                   help="with several processes: DDP, DDP + ZeroRedundancyOptimizer, or FSDP2")
+    p.add_argument("--engine", choices=optim.ENGINES, default="auto")
+    p.add_argument("--checkpoint-dir", default=None, help="checkpoints (written by rank 0)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                   help="also checkpoint every N steps (default: at each epoch end)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint, at any number of processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the history and samples/s to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_train)
     p = sub.add_parser("ablate", help='"upgrade the network": one improvement at a time')
     p.add_argument("--seeds", type=_positive_int, default=3)
     p.add_argument("--epochs", type=_positive_int, default=12)
@@ -403,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
     if args.command is None:
         parser.print_help()
         return 2

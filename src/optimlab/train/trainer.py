@@ -206,6 +206,7 @@ class Trainer:
         self.batch = 0  # batches done in the current epoch
         self.step = 0  # optimizer steps in total
         self.skipped = 0  # batches skipped for a non-finite loss
+        self.examples = 0  # examples trained on by this Trainer object (all ranks), for speed
         self.stop = False
         self._partial = {"loss": 0.0, "errors": 0.0, "count": 0}
 
@@ -368,6 +369,7 @@ class Trainer:
                 partial["loss"] += value * n
                 partial["errors"] += errors
                 partial["count"] += n
+                self.examples += n
                 if self.scheduler is not None and self.scheduler_interval == "step":
                     self.scheduler.step()
             self.batch += 1

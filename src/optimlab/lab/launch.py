@@ -1,0 +1,63 @@
+"""One training job on a lab task, in one process or data-parallel over the processes torchrun
+started (``optimlab train``), with its history, checkpoints and throughput."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..optim import get
+from ..train import Trainer, distributed
+from .tasks import get_task
+
+__all__ = ["train_task", "torchrun_command"]
+
+
+def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
+    """The command that runs ``optimlab <argv>`` in ``nproc`` processes on this machine."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={nproc}", "-m", "optimlab.cli", *argv]
+
+
+def train_task(task: str, optimizer: str = "adam", lr: float = 1e-3, *, epochs: int = 5,
+               batch_size: int | None = None, strategy: str = "ddp", engine: str = "auto",
+               checkpoint_dir: str | None = None, checkpoint_every: int | None = None,
+               resume: bool = False, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Train ``optimizer`` on ``task`` for ``epochs`` epochs with global batch ``batch_size``
+    (the task's own by default). Under torchrun every process calls this; the model is spread
+    with ``strategy`` (see :mod:`optimlab.train.distributed`). Returns the history, the test
+    metric and the training throughput (the same on every rank).
+    """
+    spec = get_task(task)
+    world = distributed.init_from_env()
+    if not world.main:
+        warnings.simplefilter("ignore")  # rank 0 speaks for everyone
+    model, train, test = spec.build(seed)
+    if distributed.world().size > 1 or "WORLD_SIZE" in os.environ:
+        model = distributed.parallelize(model, strategy)
+    else:
+        strategy = "none"
+    opt = distributed.make_optimizer(functools.partial(get, optimizer), model.parameters(),
+                                     None if strategy == "none" else strategy, lr=lr,
+                                     engine=engine)
+    trainer = Trainer(model, opt, spec.loss, train, test=test,
+                      batch_size=batch_size or spec.batch_size,
+                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                      progress=progress, seed=seed)
+    if world.size > 1:
+        torch.distributed.barrier()
+    start = time.perf_counter()
+    history = trainer.fit(epochs, resume=resume)
+    seconds = time.perf_counter() - start
+    return {"task": task, "optimizer": optimizer, "lr": lr, "epochs": epochs,
+            "batch_size": batch_size or spec.batch_size, "processes": world.size,
+            "strategy": strategy, "seconds": seconds,
+            "samples_per_second": trainer.examples / seconds if seconds > 0 else None,
+            "history": history.rows}
