@@ -31,17 +31,19 @@ def _worker(url: str, study: str) -> None:
 
 
 def _drive(store, runs: list[dict], workers: int, on_run, max_waits: int = 30) -> dict:
-    """Plan ``runs`` and work until every one is complete (resuming dead workers' runs)."""
+    """Plan ``runs`` and work until every one is complete: runs other processes are running
+    are waited for (a dead worker's is re-enqueued once its heartbeat is stale and run here);
+    gives up after ``max_waits`` rounds in which nothing was running or waiting."""
     import multiprocessing
 
     from .store import run_key
 
     keys = [run_key(r["task"], r["optimizer"], r["lr"], r["seed"], r["flavor"]) for r in runs]
     store.plan(runs)
-    for _ in range(max_waits):
-        context = multiprocessing.get_context("spawn")
-        helpers = [context.Process(target=_worker, args=(store.url, store.name))
-                   for _ in range(workers - 1)]
+    idle, context = 0, multiprocessing.get_context("spawn")
+    helpers = [context.Process(target=_worker, args=(store.url, store.name))
+               for _ in range(workers - 1)]  # for the first round; re-runs are done here
+    while idle < max_waits:
         for helper in helpers:
             helper.start()
 
@@ -54,9 +56,10 @@ def _drive(store, runs: list[dict], workers: int, on_run, max_waits: int = 30) -
         store.work(local)
         for helper in helpers:
             helper.join()
+        helpers = []
         if store.complete(keys):
             break
-        store.wait_for_stale()
+        idle = 0 if store.wait_for_stale() else idle + 1
     results = store.results()
     missing = [k for k in keys if k not in results]
     if missing:

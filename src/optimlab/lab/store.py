@@ -7,13 +7,19 @@ any number of workers pop them with Optuna's atomic ``ask`` and store each resul
 trial. Workers send heartbeats: a trial whose worker died (SIGKILL included) is failed after the
 grace period and re-enqueued by Optuna's ``RetryFailedTrialCallback``, so re-running the same
 command finishes the sweep with every planned run done exactly once.
+
+Several commands, on one machine or several, may share a sweep (``--storage postgresql://…``):
+each plans under the database's own lock (a PostgreSQL advisory lock; an exclusive lock on a
+file beside an SQLite database), so a run is enqueued once however many plan it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["Store", "run_key", "study_name"]
@@ -21,8 +27,6 @@ __all__ = ["Store", "run_key", "study_name"]
 
 def study_name(kind: str, *config) -> str:
     """A sweep's name from its settings: the same command resumes the same study."""
-    import hashlib
-
     digest = hashlib.sha1(json.dumps(config).encode()).hexdigest()[:12]
     return f"{kind}-{digest}"
 
@@ -48,19 +52,28 @@ class Store:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-        try:
-            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                self.storage = RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                    grace_period=2 * heartbeat,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                        max_retry=None))
-            self.study = optuna.create_study(study_name=study, storage=self.storage,
-                                             load_if_exists=True, direction="minimize")
-        except Exception as error:
-            raise ConnectionError(f"cannot open storage {url!r}: "
-                                  f"{type(error).__name__}: {error}") from None
+        from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+        for attempt in range(10):
+            try:
+                with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    self.storage = RDBStorage(
+                        url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                        grace_period=2 * heartbeat,
+                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                            max_retry=None))
+                self.study = optuna.create_study(study_name=study, storage=self.storage,
+                                                 load_if_exists=True, direction="minimize")
+                break
+            except (IntegrityError, ProgrammingError) as error:
+                # another process is creating the same schema or study: use theirs
+                if attempt == 9:
+                    raise ConnectionError(f"cannot open storage {url!r}: {error}") from None
+                time.sleep(0.2 * (attempt + 1))
+            except Exception as error:
+                raise ConnectionError(f"cannot open storage {url!r}: "
+                                      f"{type(error).__name__}: {error}") from None
         self.url, self.name, self.heartbeat = url, study, heartbeat
 
     def _trials(self, *states):
@@ -75,19 +88,48 @@ class Store:
 
     def plan(self, runs: list[dict[str, Any]]) -> int:
         """Enqueue the runs whose key is not already waiting, running or complete; returns how
-        many were added. Only one process should plan at a time (the coordinator)."""
+        many were added. Any number of processes may plan the same runs."""
         from optuna.trial import TrialState
 
-        present = set(self.keys(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE))
-        added = 0
-        for run in runs:
-            key = run_key(run["task"], run["optimizer"], run["lr"], run["seed"],
-                          run.get("flavor", "torch"))
-            if key not in present:
-                self.study.enqueue_trial({}, user_attrs={"key": key, "run": json.dumps(run)})
-                present.add(key)
-                added += 1
+        with self._planning():
+            present = set(self.keys(TrialState.WAITING, TrialState.RUNNING,
+                                    TrialState.COMPLETE))
+            added = 0
+            for run in runs:
+                key = run_key(run["task"], run["optimizer"], run["lr"], run["seed"],
+                              run.get("flavor", "torch"))
+                if key not in present:
+                    self.study.enqueue_trial({}, user_attrs={"key": key,
+                                                             "run": json.dumps(run)})
+                    present.add(key)
+                    added += 1
         return added
+
+    @contextlib.contextmanager
+    def _planning(self) -> Iterator[None]:
+        """Hold the database's lock for this study while planning: other planners wait."""
+        engine = self.storage.engine
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy import text
+
+            key = int(hashlib.sha1(self.name.encode()).hexdigest()[:15], 16)  # a bigint
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        elif engine.dialect.name == "sqlite" and engine.url.database not in (None, ":memory:"):
+            import fcntl
+
+            with open(f"{engine.url.database}.plan-lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+        else:  # other databases: plan from one process at a time
+            yield
 
     def work(self, execute: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Pop and execute waiting runs until none is left; returns how many this worker did.

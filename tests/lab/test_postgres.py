@@ -1,0 +1,90 @@
+"""Sweeps shared through a real PostgreSQL server (``.ci/run`` starts one with .ci/postgres and
+sets OPTIMLAB_TEST_POSTGRES): three independent ``optimlab compare`` commands complete one
+sweep with no run lost or duplicated, and one killed mid-run leaves it to the others."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from optuna.trial import TrialState
+
+from .test_store import PLANNED, _cli, _studies
+
+URL = os.environ.get("OPTIMLAB_TEST_POSTGRES")
+pytestmark = pytest.mark.skipif(
+    URL is None, reason='no PostgreSQL server: eval "$(.ci/postgres)" starts one')
+
+
+@pytest.fixture
+def database():
+    """A fresh database on the server for one test, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"optimlab_{uuid.uuid4().hex[:12]}"
+    server = make_url(URL)
+
+    def admin(sql):
+        with psycopg.connect(host=server.host, port=server.port, user=server.username,
+                             dbname=server.database, autocommit=True) as connection:
+            connection.execute(sql)
+
+    admin(f"CREATE DATABASE {name}")
+    yield server.set(database=name).render_as_string(hide_password=False)
+    admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _trials(url):
+    return [t for store in _studies(url) for t in store._trials()]
+
+
+def _workers(url, count):
+    return [subprocess.Popen(_cli("--storage", url, "--report", "none"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for _ in range(count)]
+
+
+def _finish(procs):
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-2000:]
+
+
+def _done_once(url):
+    keys = [t.user_attrs["key"] for t in _trials(url) if t.state == TrialState.COMPLETE]
+    assert len(keys) == PLANNED and max(Counter(keys).values()) == 1
+
+
+def test_three_workers_share_one_sweep(database):
+    _finish(_workers(database, 3))
+    _done_once(database)
+    assert {t.state for t in _trials(database)} == {TrialState.COMPLETE}  # no trial wasted
+
+
+def test_a_worker_killed_mid_run_leaves_the_sweep_to_the_others(database):
+    procs = _workers(database, 3)
+    deadline, victim = time.time() + 300, None
+    while time.time() < deadline and victim is None:
+        time.sleep(0.2)
+        try:
+            trials = _trials(database)
+        except Exception:  # the schema is being created
+            continue
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if done >= 3 and running == 3:  # every worker is inside a run
+            victim = procs[0]
+    assert victim is not None, "the workers never ran three runs at once"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    _finish(procs[1:])
+    _done_once(database)
+    # the killed worker's run went stale (failed by its missing heartbeat) and was re-run
+    failed = [t.user_attrs["key"] for t in _trials(database) if t.state == TrialState.FAIL]
+    assert len(failed) == 1
