@@ -32,3 +32,12 @@ def test_step_benchmark_quick(tmp_path):
 def test_loop_benchmark_quick(capsys):
     assert load("loop").main(["--quick"]) == 0
     assert "ratio" in capsys.readouterr().out
+
+
+def test_scaling_benchmark_quick(tmp_path, capsys):
+    out = tmp_path / "scaling.json"
+    assert load("scaling").main(["--epochs", "1", "--batch-sizes", "256", "--rounds", "1",
+                                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["processes"] for r in rows] == [1, 1, 2]
+    assert all(r["samples_per_second"] > 0 for r in rows) and rows[0]["efficiency"] == 1.0

@@ -22,6 +22,11 @@ from optimlab.train import Trainer, distributed
 EPOCHS = 2
 BATCH = 12  # 51 examples: batches of 12, 12, 12, 12, 3; the last splits 2 + 1 over two ranks
 LR = {"adadelta": 1.0, "adagrad": 0.1, "ftrl": 0.1}
+#: clipping, which needs the norm over every rank's gradients (ZeRO: per tensor only)
+CLIPPING = {"ddp": ("global_clipnorm", "clipnorm", "clipvalue"),
+            "zero": ("clipnorm", "clipvalue"),
+            "fsdp": ("global_clipnorm", "clipnorm", "clipvalue")}
+CLIP_AT = {"global_clipnorm": 0.1, "clipnorm": 0.1, "clipvalue": 0.01}
 ENGINES = {"ddp": ("reference", "eager", "compiled"), "zero": ("reference", "eager", "compiled"),
            "fsdp": ("auto",)}
 
@@ -40,7 +45,7 @@ def problem():
 
 
 def train(name: str, engine: str, strategy: str | None, epochs: int = EPOCHS,
-          checkpoint_dir: str | None = None, resume: bool = False
+          checkpoint_dir: str | None = None, resume: bool = False, **options
           ) -> tuple[dict[str, torch.Tensor], int]:
     """Train ``name`` on :func:`problem`: the full final state dict (complete on rank 0) and
     the number of training batches this call ran."""
@@ -48,7 +53,8 @@ def train(name: str, engine: str, strategy: str | None, epochs: int = EPOCHS,
     if strategy is not None:
         model = distributed.parallelize(model, strategy)
     opt = distributed.make_optimizer(functools.partial(get, name), model.parameters(), strategy,
-                                     lr=LR.get(name, 0.05), engine=engine)
+                                     lr=LR.get(name, 0.05), engine=engine,
+                                     **options)
     trainer = Trainer(model, opt, torch.nn.functional.cross_entropy, data, batch_size=BATCH,
                       progress=False, seed=3, checkpoint_dir=checkpoint_dir)
     batches = []
@@ -65,6 +71,9 @@ def main(output: str, checkpoint_root: str) -> None:
         for name in names():
             for engine in engines:
                 results[(strategy, name, engine)] = train(name, engine, strategy)[0]
+        for clip in CLIPPING[strategy]:
+            results[(strategy, clip)] = train("adam", engines[-1], strategy,
+                                              **{clip: CLIP_AT[clip]})[0]
         train("adam", engines[0], strategy, epochs=1,
               checkpoint_dir=f"{checkpoint_root}/{strategy}")
     if world.main:

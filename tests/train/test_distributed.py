@@ -59,6 +59,16 @@ def test_two_processes_equal_one_process(two_processes, one_process, strategy, n
     assert _relative_error(results[(strategy, name, engine)], one_process(name)) <= 1e-10
 
 
+@pytest.mark.parametrize("strategy,clip", [(s, c) for s, clips in run.CLIPPING.items()
+                                           for c in clips])
+def test_clipping_over_two_processes_equals_one_process(two_processes, strategy, clip):
+    results, _ = two_processes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone, _ = run.train("adam", "reference", None, **{clip: run.CLIP_AT[clip]})
+    assert _relative_error(results[(strategy, clip)], alone) <= 1e-10
+
+
 @pytest.mark.parametrize("strategy", list(run.ENGINES))
 def test_a_checkpoint_from_two_processes_resumes_in_one(two_processes, one_process, strategy,
                                                         tmp_path):
@@ -105,5 +115,7 @@ def test_strategies_and_backends_are_checked():
         distributed.make_optimizer(get, [], "dp")
     with pytest.raises(ValueError, match="backend='mpi'"):
         distributed.init_from_env("mpi")
+    with pytest.raises(ValueError, match="global_clipnorm=1.0 with strategy='zero'.*partition"):
+        distributed.make_optimizer(get, [], "zero", global_clipnorm=1.0)
     with pytest.raises(RuntimeError, match="needs a process group"):
         distributed.parallelize(torch.nn.Linear(2, 2), "ddp")

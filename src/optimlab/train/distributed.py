@@ -103,6 +103,13 @@ def make_optimizer(build: Callable[..., torch.optim.Optimizer], params: Iterable
     if strategy == "zero":
         from torch.distributed.optim import ZeroRedundancyOptimizer
 
+        if hyper.get("global_clipnorm") is not None:
+            raise ValueError(
+                f"global_clipnorm={hyper['global_clipnorm']!r} with strategy='zero': each rank's "
+                f"optimizer sees only its partition, so its norm is not the global one; clip "
+                f"with torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) before "
+                f"step, or use strategy 'ddp' or 'fsdp'")
+
         return ZeroRedundancyOptimizer(params, optimizer_class=build, **hyper)
     return build(params, **hyper)
 
