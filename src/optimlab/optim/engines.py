@@ -9,7 +9,9 @@
 
 The flat engines make each ``p.data``, ``p.grad`` and ``optimizer.state[p][key]`` a view into
 their buffers, so ``state_dict`` keeps torch's format and backward accumulates straight into the
-flat gradient. Parameters the flat buffers cannot hold (complex ones) run on the reference path.
+flat gradient. Parameters the flat buffers cannot hold (complex ones, sparse ones, DTensor shards)
+run on the reference path; parameters that already tile one storage (ZeroRedundancyOptimizer's
+buckets) are adopted in place.
 A flat bucket steps all its parameters together: one whose ``.grad`` is None gets a zero gradient.
 """
 
