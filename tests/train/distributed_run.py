@@ -4,8 +4,8 @@
 
 The test compares OUTPUT.pt with single-process training (``train(...)`` below, world size 1).
 A run is (strategy, optimizer, engine): the final full parameters after EPOCHS epochs. For
-each strategy one Adam run also checkpoints after its first epoch into CHECKPOINT_ROOT/<strategy>
-and the test resumes that checkpoint in one process.
+each strategy the RESUMED optimizers also checkpoint after one epoch into
+CHECKPOINT_ROOT/<strategy>-<optimizer>, and the test resumes those checkpoints in one process.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ CLIPPING = {"ddp": ("global_clipnorm", "clipnorm", "clipvalue"),
             "zero": ("clipnorm", "clipvalue"),
             "fsdp": ("global_clipnorm", "clipnorm", "clipvalue")}
 CLIP_AT = {"global_clipnorm": 0.1, "clipnorm": 0.1, "clipvalue": 0.01}
+RESUMED = ("adam", "ftrl")  # checkpointed after one epoch, resumed by the test in one process
 ENGINES = {"ddp": ("reference", "eager", "compiled"), "zero": ("reference", "eager", "compiled"),
            "fsdp": ("auto",)}
 
@@ -74,8 +75,9 @@ def main(output: str, checkpoint_root: str) -> None:
         for clip in CLIPPING[strategy]:
             results[(strategy, clip)] = train("adam", engines[-1], strategy,
                                               **{clip: CLIP_AT[clip]})[0]
-        train("adam", engines[0], strategy, epochs=1,
-              checkpoint_dir=f"{checkpoint_root}/{strategy}")
+        for name in RESUMED:
+            train(name, engines[0], strategy, epochs=1,
+                  checkpoint_dir=f"{checkpoint_root}/{strategy}-{name}")
     if world.main:
         torch.save({"world_size": world.size, "results": results}, output)
 

@@ -69,17 +69,18 @@ def test_clipping_over_two_processes_equals_one_process(two_processes, strategy,
     assert _relative_error(results[(strategy, clip)], alone) <= 1e-10
 
 
-@pytest.mark.parametrize("strategy", list(run.ENGINES))
+@pytest.mark.parametrize("strategy,name", [(s, n) for s in run.ENGINES for n in run.RESUMED])
 def test_a_checkpoint_from_two_processes_resumes_in_one(two_processes, one_process, strategy,
-                                                        tmp_path):
+                                                        name):
     _, checkpoints = two_processes
-    assert len(list((checkpoints / strategy).glob("ckpt-*.pt"))) >= 1
+    folder = checkpoints / f"{strategy}-{name}"
+    assert len(list(folder.glob("ckpt-*.pt"))) >= 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        state, batches = run.train("adam", "reference", None, checkpoint_dir=str(checkpoints /
-                                 strategy), resume=True)
+        state, batches = run.train(name, "reference", None, checkpoint_dir=str(folder),
+                                   resume=True)
     assert batches == 5  # only the second epoch ran here: 51 examples in batches of 12
-    assert _relative_error(state, one_process("adam")) <= 1e-10
+    assert _relative_error(state, one_process(name)) <= 1e-10
 
 
 @pytest.fixture

@@ -82,6 +82,17 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
         target.copy_(p)
 
 
+def init_state(opt: Optimizer, p: Tensor, hp: Hyper) -> dict[str, Any]:
+    """``p``'s state as its first step creates it: the step count and the chain's buffers
+    (entries already there, e.g. loaded from torch.optim, are kept)."""
+    state = opt.state[p]
+    if "step" not in state:
+        state["step"] = torch.zeros((), dtype=scalar_dtype())
+    for key, buffer in opt.chain.init(p, hp).items():
+        state.setdefault(key, opt._state_buffer(buffer))
+    return state
+
+
 class _RealView(dict):
     """A complex parameter's state seen through ``torch.view_as_real``; writes go through."""
 
@@ -115,9 +126,7 @@ class ReferenceEngine:
     def update(opt: Optimizer, group: dict[str, Any], hp: Hyper, p: Tensor) -> None:
         state = opt.state[p]
         if "step" not in state:
-            state["step"] = torch.zeros((), dtype=scalar_dtype())
-            for key, buffer in opt.chain.init(p, hp).items():
-                state.setdefault(key, opt._state_buffer(buffer))
+            init_state(opt, p, hp)
         state["step"] += 1
         step = state["step"].item()
         g = p.grad
@@ -182,12 +191,7 @@ class Bucket:
             bounds.append((start, start + p.numel()))
             start += p.numel()
         self.bounds, n = bounds, start
-        states = [opt.state[p] for p in params]
-        for p, state in zip(params, states, strict=True):
-            if "step" not in state:
-                state["step"] = torch.zeros((), dtype=scalar_dtype())
-            for key, buffer in opt.chain.init(p, hp).items():
-                state.setdefault(key, opt._state_buffer(buffer))
+        states = [init_state(opt, p, hp) for p in params]
         keys = {k for state in states for k, v in state.items() if torch.is_tensor(v)}
         self.scalars: dict[str, Tensor] = {}
         self.buffers: dict[str, Tensor] = {}

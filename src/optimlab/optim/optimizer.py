@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .engines import make_engine
-from .transforms import Chain, Interval, Transform, chain
+from .engines import init_state, make_engine
+from .transforms import Chain, Hyper, Interval, Transform, chain
 
 __all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
 
@@ -219,6 +219,15 @@ class Optimizer(torch.optim.Optimizer):
         self._engine.invalidate()
         self._micro_step = extras.get("micro_step", 0)
         self.skipped_steps = extras.get("skipped_steps", 0)
+
+    def init_state(self) -> None:
+        """Create every parameter's state as a first step would, without stepping (what
+        ``torch.distributed.checkpoint`` otherwise does with a zero-learning-rate step)."""
+        for group in self.param_groups:
+            hp = Hyper(group)
+            for p in group["params"]:
+                if p.requires_grad:
+                    init_state(self, p, hp)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """As torch's, except that the flat engines zero their gradient buffer in place and keep

@@ -173,6 +173,9 @@ def load_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_sd: dic
     if is_sharded(model) or fqn_keyed:
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
+        if not optimizer.state and hasattr(optimizer, "init_state"):
+            optimizer.init_state()  # else torch would take a step at lr = 0 (Ftrl divides by lr)
+
         set_state_dict(model, optimizer, model_state_dict=model_sd,
                        optim_state_dict=optimizer_sd, options=_full_options()
                        if is_sharded(model) else None)
