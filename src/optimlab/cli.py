@@ -14,6 +14,7 @@ from rich.table import Table
 from . import optim
 from .lab import SURFACES, compare
 from .lab.compare import DEFAULT_LRS, Result
+from .train import distributed
 
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
 
@@ -293,8 +294,6 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                              seed=args.seed, progress=not args.quiet)
     except ValueError as error:
         parser.error(str(error))
-    from .train import distributed
-
     if not distributed.world().main:
         return 0
     console = Console(quiet=args.quiet)
@@ -438,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="global batch, shared by the processes (default: the task's)")
     p.add_argument("--nproc-per-node", type=_positive_int, default=None,
                    help="launch this many processes with torchrun (gloo on CPU, NCCL on GPU)")
-    p.add_argument("--strategy", choices=("ddp", "zero", "fsdp"), default="ddp",
+    p.add_argument("--strategy", choices=distributed.STRATEGIES, default="ddp",
                    help="with several processes: DDP, DDP + ZeroRedundancyOptimizer, or FSDP2")
     p.add_argument("--engine", choices=optim.ENGINES, default="auto")
     p.add_argument("--checkpoint-dir", default=None, help="checkpoints (written by rank 0)")

@@ -4,7 +4,6 @@ started (``optimlab train``), with its history, checkpoints and throughput."""
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 import warnings
@@ -36,28 +35,26 @@ def train_task(task: str, optimizer: str = "adam", lr: float = 1e-3, *, epochs: 
     metric and the training throughput (the same on every rank).
     """
     spec = get_task(task)
+    batch_size = batch_size or spec.batch_size
     world = distributed.init_from_env()
     if not world.main:
         warnings.simplefilter("ignore")  # rank 0 speaks for everyone
     model, train, test = spec.build(seed)
-    if distributed.world().size > 1 or "WORLD_SIZE" in os.environ:
-        model = distributed.parallelize(model, strategy)
-    else:
-        strategy = "none"
+    spread = strategy if distributed.active() else None
+    if spread:
+        model = distributed.parallelize(model, spread)
     opt = distributed.make_optimizer(functools.partial(get, optimizer), model.parameters(),
-                                     None if strategy == "none" else strategy, lr=lr,
-                                     engine=engine)
-    trainer = Trainer(model, opt, spec.loss, train, test=test,
-                      batch_size=batch_size or spec.batch_size,
+                                     spread, lr=lr, engine=engine)
+    trainer = Trainer(model, opt, spec.loss, train, test=test, batch_size=batch_size,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                       progress=progress, seed=seed)
-    if world.size > 1:
+    if spread:
         torch.distributed.barrier()
     start = time.perf_counter()
     history = trainer.fit(epochs, resume=resume)
     seconds = time.perf_counter() - start
     return {"task": task, "optimizer": optimizer, "lr": lr, "epochs": epochs,
-            "batch_size": batch_size or spec.batch_size, "processes": world.size,
-            "strategy": strategy, "seconds": seconds,
+            "batch_size": batch_size, "processes": world.size,
+            "strategy": spread or "none", "seconds": seconds,
             "samples_per_second": trainer.examples / seconds if seconds > 0 else None,
             "history": history.rows}

@@ -17,9 +17,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["STRATEGIES", "World", "world", "init_from_env", "parallelize", "make_optimizer",
-           "unwrap", "is_sharded", "model_state", "optimizer_state", "load_state", "all_sum",
-           "gather_objects"]
+__all__ = ["STRATEGIES", "World", "active", "world", "init_from_env", "parallelize",
+           "make_optimizer", "unwrap", "is_sharded", "model_state", "optimizer_state",
+           "load_state", "all_sum", "gather_objects"]
 
 #: how parameters, gradients and optimizer state are spread over the processes
 STRATEGIES = ("ddp", "zero", "fsdp")
@@ -37,9 +37,14 @@ class World:
         return self.rank == 0
 
 
+def active() -> bool:
+    """True inside a torch.distributed process group (of any size)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def world() -> World:
     """The current process group's rank and size (0 of 1 outside torch.distributed)."""
-    if dist.is_available() and dist.is_initialized():
+    if active():
         return World(dist.get_rank(), dist.get_world_size())
     return World()
 
@@ -50,7 +55,7 @@ def init_from_env(backend: str = "auto") -> World:
     Without that environment this is a single process and nothing is initialised."""
     if backend not in ("auto", "gloo", "nccl"):
         raise ValueError(f"backend={backend!r} must be 'auto', 'gloo' or 'nccl'")
-    if "WORLD_SIZE" not in os.environ or (dist.is_available() and dist.is_initialized()):
+    if "WORLD_SIZE" not in os.environ or active():
         return world()
     if not dist.is_available():
         raise RuntimeError("this torch build has no torch.distributed; run a single process")
@@ -64,7 +69,7 @@ def init_from_env(backend: str = "auto") -> World:
 
 def device() -> torch.device:
     """This process's device: its CUDA device under NCCL, else the CPU."""
-    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+    if active() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
@@ -79,7 +84,7 @@ def parallelize(model: nn.Module, strategy: str = "ddp") -> nn.Module:
     whose optimizer :func:`make_optimizer` shards), or sharded with FSDP2's ``fully_shard``
     (each module holding parameters of its own, then the root)."""
     _check_strategy(strategy)
-    if not (dist.is_available() and dist.is_initialized()):
+    if not active():
         raise RuntimeError(f"strategy={strategy!r} needs a process group: launch with torchrun "
                            f"(or call init_from_env / torch.distributed.init_process_group)")
     model = model.to(device())
@@ -170,15 +175,15 @@ def load_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_sd: dic
     """Load a full state written by :func:`model_state` / :func:`optimizer_state` at any number
     of processes: each rank keeps its share (ZeRO partition, FSDP2 shard)."""
     fqn_keyed = any(isinstance(k, str) for k in optimizer_sd.get("state", {}))
-    if is_sharded(model) or fqn_keyed:
+    sharded = is_sharded(model)
+    if sharded or fqn_keyed:
         from torch.distributed.checkpoint.state_dict import set_state_dict
 
         if not optimizer.state and hasattr(optimizer, "init_state"):
             optimizer.init_state()  # else torch would take a step at lr = 0 (Ftrl divides by lr)
-
         set_state_dict(model, optimizer, model_state_dict=model_sd,
-                       optim_state_dict=optimizer_sd, options=_full_options()
-                       if is_sharded(model) else None)
+                       optim_state_dict=optimizer_sd,
+                       options=_full_options() if sharded else None)
         return
     unwrap(model).load_state_dict(model_sd)
     optimizer.load_state_dict(optimizer_sd)
