@@ -294,7 +294,9 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                              seed=args.seed, progress=not args.quiet)
     except ValueError as error:
         parser.error(str(error))
-    if not distributed.world().main:
+    world = distributed.world()
+    distributed.shutdown()
+    if not world.main:
         return 0
     console = Console(quiet=args.quiet)
     table = Table(title=f"{args.task} · {args.optimizer} (lr {args.lr:g}) · "

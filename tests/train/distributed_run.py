@@ -80,6 +80,7 @@ def main(output: str, checkpoint_root: str) -> None:
                   checkpoint_dir=f"{checkpoint_root}/{strategy}-{name}")
     if world.main:
         torch.save({"world_size": world.size, "results": results}, output)
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

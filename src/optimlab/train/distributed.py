@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["STRATEGIES", "World", "active", "world", "init_from_env", "parallelize",
+__all__ = ["STRATEGIES", "World", "active", "world", "init_from_env", "shutdown", "parallelize",
            "make_optimizer", "unwrap", "is_sharded", "model_state", "optimizer_state",
            "load_state", "all_sum", "gather_objects"]
 
@@ -65,6 +65,14 @@ def init_from_env(backend: str = "auto") -> World:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend)
     return world()
+
+
+def shutdown() -> None:
+    """Leave the process group once every rank is done (a process that exits with it still
+    open can abort in gloo's threads at interpreter shutdown)."""
+    if active():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def device() -> torch.device:
