@@ -94,6 +94,11 @@ def _report_option(parser: argparse.ArgumentParser, command: str) -> None:
                         help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
 
 
+def _wrote(console: Console, what: str) -> None:
+    """Say which files were written, each path whole on its line (never wrapped)."""
+    console.print(f"wrote {what}", soft_wrap=True)
+
+
 def _html(args: argparse.Namespace, console: Console, **sections) -> None:
     """Write the command's self-contained HTML page (and runs.csv/json) to ``--report``."""
     from .lab.report import Report, write
@@ -101,7 +106,7 @@ def _html(args: argparse.Namespace, console: Console, **sections) -> None:
     if args.report == "none":
         return
     index = write(Report(**sections), args.report)
-    console.print(f"wrote {index}")
+    _wrote(console, str(index))
 
 
 def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -159,7 +164,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         with open(args.json, "w") as f:
             json.dump({"surfaces": [r.as_dict() for r in results],
                        "tasks": [s.as_dict() for s in summaries]}, f, indent=2)
-        console.print(f"wrote {args.json}")
+        _wrote(console, args.json)
     _html(args, console, surfaces=results, summaries=summaries)
     return 0
 
@@ -200,7 +205,7 @@ def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         writer = csv.DictWriter(f, fieldnames=list(diagnosis.rows()[0]))
         writer.writeheader()
         writer.writerows(diagnosis.rows())
-    console.print(f"wrote {png} and {table}")
+    _wrote(console, f"{png} and {table}")
     return 0
 
 
@@ -214,7 +219,7 @@ def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if args.json:
         with open(args.json, "w") as f:
             json.dump([r.as_dict() for r in rows], f, indent=2)
-        console.print(f"wrote {args.json}")
+        _wrote(console, args.json)
     _html(args, console, properties=rows)
     return 0
 
@@ -234,7 +239,7 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                                   steps=args.steps))
     written.append(learning_rate_figure(os.path.join(args.out, "learning_rates.png")))
     for path in written:
-        console.print(f"wrote {path}")
+        _wrote(console, str(path))
     args.report = args.out
     _html(args, console, animations=written)
     return 0
@@ -266,7 +271,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                           lrs=lrs, seeds=args.seeds, storage=storage, on_run=on_run)
         except ConnectionError as error:
             parser.error(str(error))
-    console.print(f"wrote {index} (and runs.csv, runs.json)")
+    _wrote(console, f"{index} (and runs.csv, runs.json)")
     return 0
 
 
