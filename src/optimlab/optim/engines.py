@@ -1,29 +1,42 @@
-"""How a chain of transforms is executed; the math is the same in every engine.
+"""How a chain of transforms is executed over an optimizer's parameters; the math is the same
+in every engine, only the granularity differs.
 
 * ``reference``: one parameter tensor at a time, the ground truth (torch's ``_single_tensor_*``).
-* ``eager``: parameters, gradients and state of a param group live in one flat buffer per
-  (device, dtype); the chain runs over cache-sized chunks of it, so temporaries stay in cache.
-* ``compiled``: the same chain over the whole flat buffer under ``torch.compile``, one fused
-  kernel per step; hyper-parameters and the step count enter as 0-d tensors, so a learning-rate
-  schedule never recompiles.
+* ``eager``: the chain over cache-sized pieces: a large parameter is processed in slices of its
+  own storage; small ones are gathered into a scratch buffer, updated together and copied back.
+  No compiler needed.
+* ``compiled``: the same pieces handed, several at a time, to one ``torch.compile``-d kernel
+  (dynamic sizes, so one compilation serves every model); hyper-parameters and per-step
+  coefficients enter as 0-d tensors, so a schedule never recompiles.
+* ``flat``, ``flat-compiled`` (explicit opt-in): as ``eager``/``compiled``, but the parameters
+  and gradients themselves are re-pointed into one flat buffer per cohort, which saves the
+  gathering. Every parameter then shares one storage: ``safetensors`` refuses such a model and
+  ``share_memory()`` shares the whole buffer.
+* ``auto``: ``compiled`` for models of at least :data:`COMPILE_THRESHOLD` elements when a
+  compiler works, else ``eager``; decided at the first step (so LazyModules work).
 
-The flat engines make each ``p.data``, ``p.grad`` and ``optimizer.state[p][key]`` a view into
-their buffers, so ``state_dict`` keeps torch's format and backward accumulates straight into the
-flat gradient. Parameters the flat buffers cannot hold (complex ones, sparse ones, DTensor shards)
-run on the reference path; parameters that already tile one storage (ZeroRedundancyOptimizer's
-buckets) are adopted in place.
-A flat bucket steps all its parameters together: one whose ``.grad`` is None gets a zero gradient.
+Every engine but the flat ones leaves the storage, dtype, layout and identity of the user's
+parameters and gradients alone; all of them follow torch's semantics: a parameter whose ``.grad``
+is None is skipped (its state untouched), each parameter counts its own steps, and changes of
+``requires_grad``, conversions of the model, new param groups, state resets and loaded state are
+seen at the next step.
+
+What the engines own and may pack is the optimizer state: the buffers of parameters updated
+together (a *cohort*: one param group, device and dtype, equal step counts) live in flat buffers
+and ``optimizer.state[p][key]`` are views into them (torch's format, shapes and values).
+Parameters whose state does not fit this (complex ones, sparse ones, DTensor shards) run on the
+reference path.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import shutil
 import sys
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -40,17 +53,23 @@ else:  # a torch build without distributed support has no sharded tensors
 if TYPE_CHECKING:
     from .optimizer import Optimizer
 
-__all__ = ["apply_update", "ReferenceEngine", "EagerEngine", "CompiledEngine", "make_engine",
-           "CHUNK", "COMPILE_THRESHOLD"]
+__all__ = ["apply_update", "init_state", "make_engine", "ReferenceEngine", "PackedEngine",
+           "ENGINE_NAMES", "CHUNK", "COMPILE_THRESHOLD", "SLOTS"]
 
-#: elements per chunk of the eager engine on CPU: a few such slices of every buffer fit in L2.
+#: elements per piece on CPU: a few such slices of every buffer fit in the L2 cache.
 CHUNK = 1 << 17
+#: a parameter at least this large is a piece of its own; smaller ones are gathered together.
+SINGLE = CHUNK // 4
+#: pieces per call of the compiled kernel (fewer calls, one compilation).
+SLOTS = 8
 #: ``engine="auto"`` compiles models with at least this many elements (compiling costs seconds).
 COMPILE_THRESHOLD = 1 << 20
+ENGINE_NAMES = ("reference", "eager", "compiled", "flat", "flat-compiled")
 
 
 def scalar_dtype() -> torch.dtype:
-    """torch's dtype for ``state["step"]``: float64 under a float64 default, else float32."""
+    """torch's dtype for scalar state (``step``, ``mu_product``): float64 under a float64
+    default dtype, else float32."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
@@ -58,8 +77,9 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
                  c: list, dtype: torch.dtype | None = None) -> None:
     """The elementwise part of every step: ``maximize``, weight decay, the chain, p ← p − u.
 
-    With ``dtype`` (the optimizer's ``state_dtype``) the update is computed in that precision
-    and rounded once into the parameter.
+    ``maximize`` and weight decay are options of the optimizer base, applied here so that a
+    fused kernel covers them. With ``dtype`` (the optimizer's ``state_dtype``) the update is
+    computed in that precision and rounded once into the parameter.
     """
     target = p
     if dtype is not None and p.dtype != dtype:
@@ -82,15 +102,37 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
         target.copy_(p)
 
 
-def init_state(opt: Optimizer, p: Tensor, hp: Hyper) -> dict[str, Any]:
-    """``p``'s state as its first step creates it: the step count and the chain's buffers
-    (entries already there, e.g. loaded from torch.optim, are kept)."""
+def init_state(opt: Optimizer, p: Tensor, hp: Hyper) -> tuple[dict[str, Any], bool]:
+    """``p``'s state as its first step creates it (the step count, if the optimizer keeps one
+    like torch, and the chain's buffers), and whether it was created now. Entries already there
+    (loaded from a state dict, or from torch.optim) are kept."""
     state = opt.state[p]
-    if "step" not in state:
+    fresh = "step" not in state if opt.counts_steps else not (state.keys() & chain_keys(opt, hp))
+    if not fresh:
+        return state, False
+    if opt.counts_steps:
         state["step"] = torch.zeros((), dtype=scalar_dtype())
     for key, buffer in opt.chain.init(p, hp).items():
-        state.setdefault(key, opt._state_buffer(buffer))
-    return state
+        if key not in state:
+            if opt.state_dtype is not None and buffer.is_floating_point():
+                buffer = buffer.to(opt.state_dtype)
+            state[key] = buffer
+    return state, True
+
+
+def chain_keys(opt: Optimizer, hp: Hyper) -> set[str]:
+    """The state keys the chain creates with these hyper-parameters."""
+    return set(opt.chain.init(torch.zeros(2), hp))
+
+
+def advance(opt: Optimizer, state: dict[str, Any], fresh: bool) -> float:
+    """Count this step in ``state`` and return t for :meth:`Transform.prepare` (t ≥ 1). An
+    optimizer without a step count in its state (SGD, as torch) gets t = 1 on the step that
+    created its state and t = ∞ after ("not the first step")."""
+    if opt.counts_steps:
+        state["step"] += 1
+        return state["step"].item()
+    return 1 if fresh else math.inf
 
 
 class _RealView(dict):
@@ -114,21 +156,23 @@ class ReferenceEngine:
     def __init__(self, optimizer: Optimizer):
         self.optimizer = optimizer
 
+    def gradients(self) -> list[Tensor]:
+        """The gradients of this step, for clipping and the non-finite check."""
+        return [p.grad for group in self.optimizer.param_groups for p in group["params"]
+                if p.grad is not None]
+
     def step(self) -> None:
         opt = self.optimizer
         for group in opt.param_groups:
             hp = Hyper(group)
             for p in group["params"]:
                 if p.grad is not None:
-                    self.update(opt, group, hp, p)
+                    self.update(opt, hp, p)
 
     @staticmethod
-    def update(opt: Optimizer, group: dict[str, Any], hp: Hyper, p: Tensor) -> None:
-        state = opt.state[p]
-        if "step" not in state:
-            init_state(opt, p, hp)
-        state["step"] += 1
-        step = state["step"].item()
+    def update(opt: Optimizer, hp: Hyper, p: Tensor) -> None:
+        state, fresh = init_state(opt, p, hp)
+        step = advance(opt, state, fresh)
         g = p.grad
         view: Mapping[str, Tensor] = state
         if isinstance(p, DTensor):  # the math is elementwise: each rank updates its own shard
@@ -139,24 +183,9 @@ class ReferenceEngine:
         c = opt.chain.prepare(view, hp, step)
         apply_update(opt.chain, p, g, view, hp, c, opt.state_dtype)
 
-    def gradients(self) -> list[Tensor]:
-        """The gradients of this step (the optimizer calls this before :meth:`step`)."""
-        return [p.grad for group in self.optimizer.param_groups for p in group["params"]
-                if p.grad is not None]
-
-    def zero_grad(self) -> set[int]:
-        return set()
-
-    def invalidate(self) -> None:
-        pass
-
-
-class _Unflattenable(Exception):
-    """The parameters' state cannot share one flat buffer (the message says why)."""
-
 
 def _per_tensor_only(p: Tensor) -> str | None:
-    """Why ``p`` cannot live in a flat buffer (None if it can)."""
+    """Why ``p`` runs on the reference path in every engine (None if it need not)."""
     if isinstance(p, DTensor):
         return "sharded (DTensor)"
     if p.is_complex() or p.is_sparse:
@@ -164,186 +193,289 @@ def _per_tensor_only(p: Tensor) -> str | None:
     return None
 
 
-def _tiled_storage(params: list[Tensor], n: int) -> Tensor | None:
-    """The flat tensor that ``params`` already tile, one after another in one storage (e.g.
-    ZeroRedundancyOptimizer's ``parameters_as_bucket_view``), or None. Adopting it instead of
-    re-pointing ``p.data`` keeps the owner of that storage (and its broadcasts) working."""
-    first = params[0]
-    storage, offset = first.untyped_storage(), first.storage_offset()
-    for p in params:
-        if (not p.is_contiguous() or p.untyped_storage().data_ptr() != storage.data_ptr()
-                or p.storage_offset() != offset):
+def _tiled(tensors: list[Tensor]) -> Tensor | None:
+    """The 1-D tensor that ``tensors`` tile, one after another in one storage, or None."""
+    first = tensors[0]
+    storage, offset = first.untyped_storage().data_ptr(), first.storage_offset()
+    for t in tensors:
+        if (not t.is_contiguous() or t.untyped_storage().data_ptr() != storage
+                or t.storage_offset() != offset):
             return None
-        offset += p.numel()
-    return first.new_empty(0).set_(storage, first.storage_offset(), (n,))
+        offset += t.numel()
+    n = offset - first.storage_offset()
+    return first.new_empty(0).set_(first.untyped_storage(), first.storage_offset(), (n,))
 
 
-class Bucket:
-    """The parameters of one group on one (device, dtype), their gradients and their state,
-    each in one flat buffer; ``p.data``, ``p.grad`` and ``state[p][key]`` are views into it."""
+class Pack:
+    """Parameters of one cohort updated together: their state as flat 1-D buffers (views of
+    which are ``optimizer.state[p][key]``) and, per step, their parameters and gradients as 1-D
+    operands (views where the storage allows, else gathered into scratch and copied back)."""
 
-    def __init__(self, opt: Optimizer, group: dict[str, Any], params: list[Tensor]):
-        self.group, self.params = group, params
-        hp = Hyper(group)
+    def __init__(self, params: list[Tensor], states: list[dict], keys: list[str], flat: bool):
+        self.params, self.states = params, states
+        self.sizes = [p.numel() for p in params]
+        self.n = sum(self.sizes)
         self.dtype, self.device = params[0].dtype, params[0].device
-        bounds, start = [], 0
-        for p in params:
-            bounds.append((start, start + p.numel()))
-            start += p.numel()
-        self.bounds, n = bounds, start
-        states = [init_state(opt, p, hp) for p in params]
-        keys = {k for state in states for k, v in state.items() if torch.is_tensor(v)}
-        self.scalars: dict[str, Tensor] = {}
         self.buffers: dict[str, Tensor] = {}
-        for key in sorted(keys):
-            values = [state.get(key) for state in states]
-            if all(v is not None and v.dim() == 0 for v in values):
-                if len({v.item() for v in values}) > 1:
-                    raise _Unflattenable(f"per-parameter {key!r} values differ")
-                shared = values[0].detach().clone()
-                for state in states:
-                    state[key] = shared
-                self.scalars[key] = shared
-                continue
-            dtype = next(v for v in values if v is not None).dtype
-            flat = torch.zeros(n, dtype=dtype, device=self.device)
-            for state, value, p, (a, b) in zip(states, values, params, bounds, strict=True):
-                if value is not None:
-                    if value.shape != p.shape:
-                        raise _Unflattenable(f"state {key!r} is not shaped like its parameter")
-                    flat[a:b].copy_(value.reshape(-1))
-                state[key] = flat[a:b].view_as(p)
-            self.buffers[key] = flat
-        shared = _tiled_storage(params, n)
-        self.param = torch.empty(n, dtype=self.dtype, device=self.device) if shared is None \
-            else shared
-        self.grad = torch.zeros(n, dtype=self.dtype, device=self.device)
-        self.grad_views = []
-        for p, (a, b) in zip(params, bounds, strict=True):
-            if shared is None:
-                self.param[a:b].copy_(p.detach().reshape(-1))
-                p.data = self.param[a:b].view_as(p)
-            view = self.grad[a:b].view_as(p)
-            if p.grad is not None:
-                view.copy_(p.grad)
-            p.grad = view
-            self.grad_views.append(view)
-        self.pointers = [p.data_ptr() for p in params]
-        self.flags = Hyper.split(group)[1]
-        self.compiled: dict[Any, Callable] = {}
-        self.values: dict[str, Tensor] = {}
+        self.views: list[tuple[dict, str, Tensor]] = []
+        for key in keys:
+            tensors = [state[key] for state in states]
+            buffer = _tiled(tensors)
+            if buffer is None:  # pack them: the optimizer owns its state
+                buffer = torch.cat([t.reshape(-1) for t in tensors])
+                for state, view in zip(states, self._split(buffer), strict=True):
+                    state[key] = view
+            self.buffers[key] = buffer
+            self.views.extend((state, key, state[key]) for state in states)
+        self.param = self.grad = None
+        if flat:
+            self._adopt()
 
-    def sync(self) -> bool:
-        """Reattach gradients as views (after ``zero_grad(set_to_none=True)`` or a fresh
-        backward); False if the bucket must be rebuilt (parameters replaced, flags changed)."""
-        for i, p in enumerate(self.params):
-            if p.data_ptr() != self.pointers[i] or p.dtype != self.dtype:
+    def _split(self, buffer: Tensor) -> list[Tensor]:
+        return [piece.view(p.shape) for piece, p in
+                zip(buffer.split(self.sizes), self.params, strict=True)]
+
+    def _adopt(self) -> None:
+        """Flat engines: re-point the parameters and gradients into flat buffers."""
+        param = _tiled([p.data for p in self.params])
+        if param is None:
+            param = torch.cat([p.detach().reshape(-1) for p in self.params])
+            for p, view in zip(self.params, self._split(param), strict=True):
+                p.data = view
+        self.param = param
+        self.grad = torch.zeros_like(param)
+        self.grad_views = self._split(self.grad)
+        self.pointers = [p.data_ptr() for p in self.params]
+
+    def valid(self, state: Mapping) -> bool:
+        """Nothing changed since the pack was made: same parameters (dtype, size, device, and
+        storage for flat packs), same state dicts and buffers."""
+        for p, size, own in zip(self.params, self.sizes, self.states, strict=True):
+            if (p.dtype != self.dtype or p.numel() != size or p.device != self.device
+                    or state.get(p) is not own):
                 return False
-            g, view = p.grad, self.grad_views[i]
-            if g is not view:
-                if g is None:
-                    view.zero_()
-                else:
-                    view.copy_(g)
-                p.grad = view
-        return Hyper.split(self.group)[1] == self.flags
+        if self.param is not None and [p.data_ptr() for p in self.params] != self.pointers:
+            return False
+        return all(own.get(key) is view for own, key, view in self.views)
 
-    def chunks(self, size: int):
-        n = self.param.numel()
-        for a in range(0, n, size):
-            yield a, min(a + size, n)
+    def operands(self, scratch: Callable[[int, torch.dtype], tuple[Tensor, Tensor]]):
+        """This step's (param, grad) as 1-D tensors and a function that writes the parameters
+        back (None when they are views)."""
+        if self.param is not None:  # flat: fresh gradients are copied into the buffer
+            for p, view in zip(self.params, self.grad_views, strict=True):
+                if p.grad is not view:
+                    view.copy_(p.grad)
+                    p.grad = view
+            return self.param, self.grad, None
+        if len(self.params) == 1:
+            p, g = self.params[0], self.params[0].grad
+            if p.is_contiguous() and g.is_contiguous():
+                return p.view(-1), g.view(-1), None
+        param, grad = scratch(self.n, self.dtype)
+        torch.cat([p.reshape(-1) for p in self.params], out=param)
+        torch.cat([p.grad.reshape(-1) for p in self.params], out=grad)
+
+        def write_back():
+            torch._foreach_copy_(self.params, self._split(param))
+        return param, grad, write_back
 
 
-class FlatEngine:
-    """What the eager and compiled engines share: building, checking and running buckets."""
+class Cohort:
+    """Parameters of one group with the same device, dtypes and scalar state (step count...):
+    one set of per-step coefficients serves them all."""
 
-    name = "flat"
+    def __init__(self, params: list[Tensor], states: list[dict], fresh: bool,
+                 scalars: list[str]):
+        self.params, self.states, self.fresh, self.scalars = params, states, fresh, scalars
+        self.packs: list[Pack] = []
+
+    def advance(self, opt: Optimizer) -> float:
+        """Count the step for every member; t for :meth:`Transform.prepare`."""
+        if opt.counts_steps:
+            torch._foreach_add_([s["step"] for s in self.states], 1)
+            return self.states[0]["step"].item()
+        fresh, self.fresh = self.fresh, False
+        return 1 if fresh else math.inf
+
+    def share(self) -> None:
+        """Copy the representative's scalar state (updated by ``prepare``) to the others."""
+        first, rest = self.states[0], self.states[1:]
+        for key in self.scalars:
+            if key != "step" and rest:
+                torch._foreach_copy_([s[key] for s in rest], [first[key]] * len(rest))
+
+
+class GroupPlan:
+    """How one param group is stepped until something changes."""
+
+    def __init__(self, group: dict, active: list[Tensor], flags: dict, state: Mapping):
+        self.group, self.active, self.flags, self.state = group, active, flags, state
+        self.cohorts: list[Cohort] = []
+        self.loose: list[Tensor] = []
+
+    def valid(self, active: list[Tensor], flags: dict, state: Mapping) -> bool:
+        return (state is self.state and len(active) == len(self.active)
+                and all(a is b for a, b in zip(active, self.active, strict=True))
+                and flags == self.flags
+                and all(pack.valid(state) for c in self.cohorts for pack in c.packs))
+
+
+class PackedEngine:
+    """The eager engine; the compiled and flat engines change how a pack is run."""
+
+    name = "eager"
+    flat = False
+    piece = CHUNK
 
     def __init__(self, optimizer: Optimizer):
         self.optimizer = optimizer
-        self.buckets: list[Bucket] | None = None
-        self.loose: list[tuple[dict[str, Any], Tensor]] = []
-        self.signature: tuple | None = None
+        self.plans: dict[int, GroupPlan] = {}
+        self._scratch: dict[tuple, tuple[Tensor, Tensor]] = {}
+        keep_freed_memory()
 
-    def _signature(self) -> tuple:
-        return tuple((id(g), tuple(id(p) for p in g["params"]))
-                     for g in self.optimizer.param_groups)
-
-    def invalidate(self) -> None:
-        self.buckets = None
-
-    def _build(self) -> None:
-        opt = self.optimizer
-        buckets, loose = [], []
+    # ------------------------------------------------------------------------------ planning
+    def _plans(self) -> list[GroupPlan]:
+        opt, plans = self.optimizer, []
         for group in opt.param_groups:
-            by_kind: dict[tuple, list[Tensor]] = defaultdict(list)
-            for p in group["params"]:
-                if not p.requires_grad:
-                    continue
-                reason = _per_tensor_only(p)
-                if reason:
-                    opt._announce(f"engine={self.name!r}: {reason} parameters run on the "
-                                  f"reference engine")
-                    loose.append((group, p))
-                else:
-                    by_kind[(p.device, p.dtype)].append(p)
-            for params in by_kind.values():
-                try:
-                    buckets.append(Bucket(opt, group, params))
-                except _Unflattenable as reason:
-                    opt._announce(f"engine={self.name!r}: {reason}; those parameters run on the "
-                                  f"reference engine")
-                    loose.extend((group, p) for p in params)
-        self.buckets, self.loose, self.signature = buckets, loose, self._signature()
+            active = [p for p in group["params"] if p.grad is not None]
+            flags = Hyper.split(group)[1]
+            plan = self.plans.get(id(group))
+            if plan is None or plan.group is not group or not plan.valid(active, flags,
+                                                                          opt.state):
+                plan = self.plans[id(group)] = self._plan(group, active, flags)
+            plans.append(plan)
+        if len(self.plans) > len(plans):
+            live = {id(g) for g in opt.param_groups}
+            self.plans = {k: v for k, v in self.plans.items() if k in live}
+        return plans
 
-    def _ready(self) -> list[Bucket]:
-        if self.buckets is None or self.signature != self._signature():
-            self._build()
-        for i, bucket in enumerate(self.buckets):
-            if not bucket.sync():
-                self.buckets[i] = Bucket(self.optimizer, bucket.group, bucket.params)
-        return self.buckets
+    def _plan(self, group: dict, active: list[Tensor], flags: dict) -> GroupPlan:
+        opt = self.optimizer
+        hp = Hyper(group)
+        plan = GroupPlan(group, active, flags, opt.state)
+        probe = opt.chain.init(torch.zeros(2), hp)
+        keys = sorted(k for k, v in probe.items() if v.dim() == 1)
+        scalars = sorted({k for k, v in probe.items() if v.dim() == 0}
+                         | ({"step"} if opt.counts_steps else set()))
+        members: dict[tuple, list[tuple[Tensor, dict]]] = {}
+        for p in active:
+            reason = _per_tensor_only(p)
+            state, fresh = init_state(opt, p, hp)
+            if reason is None and any(state[k].shape != p.shape for k in keys):
+                reason = "state not shaped like its parameter"
+            if reason is None and not p.is_contiguous() and p.numel() > CHUNK:
+                reason = None if self.flat else "large non-contiguous"
+                if reason:
+                    plan.loose.append(p)
+                    continue
+            if reason is not None:
+                opt.announce(f"engine={self.name!r}: {reason} parameters run on the reference "
+                             f"engine")
+                plan.loose.append(p)
+                continue
+            key = (p.device, p.dtype, tuple(state[k].dtype for k in keys),
+                   tuple(state[k].item() for k in scalars), fresh and not opt.counts_steps)
+            members.setdefault(key, []).append((p, state))
+        for key, pairs in members.items():
+            cohort = Cohort([p for p, _ in pairs], [s for _, s in pairs], key[-1], scalars)
+            cohort.packs = [Pack(*zip(*part), keys, self.flat)
+                            for part in self._split(pairs)]
+            plan.cohorts.append(cohort)
+        return plan
+
+    def _split(self, pairs: list[tuple[Tensor, dict]]) -> list[list]:
+        """A cohort's members in pieces: a large parameter alone, small ones together."""
+        if self.flat:
+            return [pairs]
+        parts, small, size = [], [], 0
+        for pair in pairs:
+            n = pair[0].numel()
+            if n >= SINGLE:
+                parts.append([pair])
+                continue
+            if small and size + n > self.piece:
+                parts.append(small)
+                small, size = [], 0
+            small.append(pair)
+            size += n
+        return parts + ([small] if small else [])
+
+    def scratch(self, slot: int) -> Callable[[int, torch.dtype], tuple[Tensor, Tensor]]:
+        def get(n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+            key = (slot, dtype, self._device)
+            buffers = self._scratch.get(key)
+            if buffers is None or buffers[0].numel() < n:
+                size = max(n, self.piece)
+                buffers = self._scratch[key] = (torch.empty(size, dtype=dtype,
+                                                            device=self._device),
+                                                torch.empty(size, dtype=dtype,
+                                                            device=self._device))
+            return buffers[0][:n], buffers[1][:n]
+        return get
+
+    # ------------------------------------------------------------------------------ stepping
+    def gradients(self) -> list[Tensor]:
+        """The gradients of this step, for clipping and the non-finite check (flat engines:
+        the flat gradient buffers, after copying fresh gradients in)."""
+        self._current = self._plans()
+        grads = []
+        for plan in self._current:
+            for cohort in plan.cohorts:
+                for pack in cohort.packs:
+                    if pack.param is not None:
+                        pack.operands(None)
+                        grads.append(pack.grad)
+                    else:
+                        grads.extend(p.grad for p in pack.params)
+            grads.extend(p.grad for p in plan.loose)
+        return grads
 
     def step(self) -> None:
-        """Update every bucket (readied by :meth:`gradients`, which the optimizer calls first:
-        after it every ``p.grad`` is its bucket's view) and the loose parameters."""
-        for bucket in self.buckets:
-            bucket.scalars["step"] += 1
-            self.run(bucket)
-        for group, p in self.loose:
-            if p.grad is not None:
-                ReferenceEngine.update(self.optimizer, group, Hyper(group), p)
+        opt = self.optimizer
+        plans = getattr(self, "_current", None) or self._plans()
+        self._current = None
+        for plan in plans:
+            hp = Hyper(plan.group)
+            for cohort in plan.cohorts:
+                step = cohort.advance(opt)
+                c = opt.chain.prepare(cohort.states[0], hp, step)
+                cohort.share()
+                scalars = {k: cohort.states[0][k] for k in cohort.scalars}
+                self.run(cohort, hp, c, scalars)
+            for p in plan.loose:
+                ReferenceEngine.update(opt, hp, p)
 
-    def run(self, bucket: Bucket) -> None:
-        raise NotImplementedError
+    def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
+        chain, dtype = self.optimizer.chain, self.optimizer.state_dtype
+        for pack in cohort.packs:
+            self._device = pack.device
+            param, grad, write_back = pack.operands(self.scratch(0))
+            size = self.piece if pack.device.type == "cpu" else pack.n
+            for a in range(0, pack.n, size):
+                b = min(a + size, pack.n)
+                s = {k: v[a:b] for k, v in pack.buffers.items()}
+                s.update(scalars)
+                apply_update(chain, param[a:b], grad[a:b], s, hp, c, dtype)
+            if write_back is not None:
+                write_back()
 
-    def gradients(self) -> list[Tensor]:
-        """Ready the buckets for this step (rebuild after replaced parameters, reattach grads)
-        and return the gradients as few tensors as possible: one flat tensor per bucket."""
-        buckets = self._ready()
-        return [b.grad for b in buckets] + [p.grad for _, p in self.loose if p.grad is not None]
 
-    def zero_grad(self) -> set[int]:
-        """Zero the flat gradients in place, keeping the views; the ids of those parameters."""
-        if self.buckets is None:
-            return set()
-        handled = set()
-        for bucket in self.buckets:
-            bucket.grad.zero_()
-            for p, view in zip(bucket.params, bucket.grad_views, strict=True):
-                if p.grad is view:
-                    handled.add(id(p))
-        return handled
+class FlatEngine(PackedEngine):
+    """The eager engine over parameters and gradients re-pointed into flat buffers (opt-in)."""
+
+    name = "flat"
+    flat = True
 
 
 @functools.cache
 def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed chunk-sized temporaries instead of returning them to the OS.
+    """Ask glibc to keep freed piece-sized temporaries instead of returning them to the OS.
 
-    The eager engine allocates and frees a few chunk-sized temporaries per chunk; with glibc's
-    defaults the top of the heap can be trimmed and re-faulted every chunk, which was measured to
-    make some steps 3× slower. Raising M_TRIM_THRESHOLD to 256 MiB and M_MMAP_THRESHOLD to 32 MiB
-    (process-wide, once) avoids it. Set OPTIMLAB_KEEP_MALLOC=1 to leave malloc alone.
+    The eager engines allocate and free a few piece-sized temporaries per piece; with glibc's
+    defaults the top of the heap can be trimmed and re-faulted every piece, which was measured to
+    make some steps 3× slower. This raises M_TRIM_THRESHOLD to 256 MiB and M_MMAP_THRESHOLD to
+    32 MiB, process-wide, once, the first time an eager engine is made (the process then keeps up
+    to 256 MiB of freed heap). Set OPTIMLAB_KEEP_MALLOC=1 to leave malloc alone.
     """
     if os.environ.get("OPTIMLAB_KEEP_MALLOC") or not sys.platform.startswith("linux"):
         return False
@@ -356,32 +488,14 @@ def keep_freed_memory() -> bool:
                 and libc.mallopt(m_mmap_threshold, 32 << 20))
 
 
-class EagerEngine(FlatEngine):
-    """The chain over cache-sized chunks of the flat buffers; no compiler needed."""
-
-    name = "eager"
-
-    def __init__(self, optimizer: Optimizer):
-        super().__init__(optimizer)
-        keep_freed_memory()
-
-    def run(self, bucket: Bucket) -> None:
-        chain, hp = self.optimizer.chain, Hyper(bucket.group)
-        c = chain.prepare(bucket.scalars, hp, bucket.scalars["step"].item())
-        size = CHUNK if bucket.device.type == "cpu" else bucket.param.numel()
-        for a, b in bucket.chunks(size):
-            s = {k: v[a:b] for k, v in bucket.buffers.items()}
-            s.update(bucket.scalars)
-            apply_update(chain, bucket.param[a:b], bucket.grad[a:b], s, hp, c,
-                         self.optimizer.state_dtype)
-
-
-#: every optimizer and flag set is one more specialisation of the same ``fused`` code object;
-#: Dynamo's default of 8 per code object would silently fall back to eager after the eighth.
+#: every optimizer, flag set and dtype is one more specialisation of the same ``fused`` code
+#: object; Dynamo's default of 8 per code object would silently fall back to eager after the
+#: eighth. Raised once, process-wide, the first time a compiled engine compiles.
 RECOMPILE_LIMIT = 256
 
 
-def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) -> Callable:
+@functools.cache
+def _raise_recompile_limits() -> None:
     import torch._dynamo
 
     config = torch._dynamo.config
@@ -389,11 +503,17 @@ def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None)
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit,
                                              4 * RECOMPILE_LIMIT)
 
-    def fused(param, grad, buffers, scalars, values, coefficients):
-        hp = Hyper(values, flags)
-        apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
 
-    return torch.compile(fused, dynamic=False)
+def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) -> Callable:
+    """One kernel for up to :data:`SLOTS` pieces: ``(param, grad, buffers)`` each, any size."""
+    _raise_recompile_limits()
+
+    def fused(pieces, scalars, values, coefficients):
+        hp = Hyper(values, flags)
+        for param, grad, buffers in pieces:
+            apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
+
+    return torch.compile(fused, dynamic=True)
 
 
 @functools.cache
@@ -414,48 +534,101 @@ def compiler_available(device_type: str) -> str | None:
     return None
 
 
-class CompiledEngine(FlatEngine):
-    """The chain over each whole flat buffer as one ``torch.compile``-d kernel."""
+class CompiledEngine(PackedEngine):
+    """The pieces of a cohort through one ``torch.compile``-d kernel, :data:`SLOTS` per call."""
 
     name = "compiled"
 
-    def run(self, bucket: Bucket) -> None:
-        values, flags = Hyper.split(bucket.group)
-        key = tuple(sorted(flags.items()))
-        fused = bucket.compiled.get(key)
-        if fused is None:
-            fused = bucket.compiled[key] = _fused_step(self.optimizer.chain, flags,
-                                                       self.optimizer.state_dtype)
-        # the step's scalar work runs here, once, outside the kernel; numbers enter as 0-d tensors
-        coefficients = self.optimizer.chain.prepare(bucket.scalars, Hyper(bucket.group),
-                                                    bucket.scalars["step"].item())
-        numbers = {**values, **{f"{i}.{k}": v for i, c in enumerate(coefficients)
-                                for k, v in c.items() if not isinstance(v, bool)}}
+    def __init__(self, optimizer: Optimizer):
+        super().__init__(optimizer)
+        self.kernels: dict[tuple, Callable] = {}
+        self.numbers: dict[str, Tensor] = {}
+        self.padding: dict[tuple, tuple] = {}
+
+    def _tensors(self, numbers: dict[str, Any]) -> dict[str, Tensor]:
+        """Numbers as 0-d float64 tensors, reused step to step (a new value never recompiles)."""
+        out = {}
         for name, value in numbers.items():
-            tensor = bucket.values.get(name)
+            tensor = self.numbers.get(name)
             if tensor is None:
-                bucket.values[name] = torch.tensor(float(value), dtype=torch.float64)
+                tensor = self.numbers[name] = torch.tensor(float(value), dtype=torch.float64)
             else:
                 tensor.fill_(float(value))
-        fused(bucket.param, bucket.grad, bucket.buffers, bucket.scalars,
-              {k: bucket.values[k] for k in values},
-              [{k: v if isinstance(v, bool) else bucket.values[f"{i}.{k}"] for k, v in c.items()}
-               for i, c in enumerate(coefficients)])
+            out[name] = tensor
+        return out
+
+    def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
+        opt = self.optimizer
+        small = [pack for pack in cohort.packs if pack.n < 2]  # sizes 0/1 would specialise
+        if small:
+            packs, cohort.packs = cohort.packs, small
+            super().run(cohort, hp, c, scalars)
+            cohort.packs = packs
+        pieces = [pack for pack in cohort.packs if pack.n >= 2]
+        if not pieces:
+            return
+        values, flags = Hyper.split(hp.values)
+        first = pieces[0]
+        signature = (tuple(sorted(flags.items())), first.dtype, first.device.type,
+                     tuple((k, v.dtype) for k, v in first.buffers.items()))
+        kernel = self.kernels.get(signature)
+        if kernel is None:
+            kernel = self.kernels[signature] = _fused_step(opt.chain, flags, opt.state_dtype)
+        numbers = self._tensors({**values, **{f"{i}.{k}": v for i, d in enumerate(c)
+                                              for k, v in d.items() if not isinstance(v, bool)}})
+        coefficients = [{k: v if isinstance(v, bool) else numbers[f"{i}.{k}"]
+                         for k, v in d.items()} for i, d in enumerate(c)]
+        values = {k: numbers[k] for k in values}
+        padding = self._padding(signature, first)
+        for start in range(0, len(pieces), SLOTS):
+            batch = pieces[start:start + SLOTS]
+            operands, writes = [], []
+            for slot, pack in enumerate(batch):
+                self._device = pack.device
+                param, grad, write_back = pack.operands(self.scratch(slot))
+                operands.append((param, grad, pack.buffers))
+                if write_back is not None:
+                    writes.append(write_back)
+            operands.extend([padding] * (SLOTS - len(batch)))
+            kernel(operands, scalars, values, coefficients)
+            for write_back in writes:
+                write_back()
+
+    def _padding(self, signature: tuple, pack: Pack) -> tuple:
+        """A 2-element dummy piece that fills the unused slots of the last call."""
+        padding = self.padding.get(signature)
+        if padding is None:
+            def dummy(like):
+                return torch.zeros(2, dtype=like.dtype, device=like.device)
+            padding = self.padding[signature] = (
+                torch.zeros(2, dtype=pack.dtype, device=pack.device),
+                torch.zeros(2, dtype=pack.dtype, device=pack.device),
+                {k: dummy(v) for k, v in pack.buffers.items()})
+        return padding
 
 
-ENGINE_CLASSES = {"reference": ReferenceEngine, "eager": EagerEngine, "compiled": CompiledEngine}
+class FlatCompiledEngine(CompiledEngine):
+    """The compiled engine over parameters and gradients re-pointed into flat buffers (opt-in)."""
+
+    name = "flat-compiled"
+    flat = True
+
+
+ENGINE_CLASSES = {"reference": ReferenceEngine, "eager": PackedEngine,
+                  "compiled": CompiledEngine, "flat": FlatEngine,
+                  "flat-compiled": FlatCompiledEngine}
 
 
 def make_engine(name: str, optimizer: Optimizer):
     """The engine called ``name``; ``"auto"`` picks compiled for large models when a compiler
-    works, else eager (announcing why)."""
+    works, else eager (announcing why). Called at the first step, when the parameters exist."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     if name == "auto":
-        params = [p for g in optimizer.param_groups for p in g["params"]]
         total = sum(p.numel() for p in params)
         sharded = next((p for p in params if isinstance(p, DTensor)), None)
         if sharded is not None:
-            optimizer._announce("engine='auto' uses reference: the parameters are sharded "
-                                "DTensors (FSDP2), updated one local shard at a time")
+            optimizer.announce("engine='auto' uses reference: the parameters are sharded "
+                               "DTensors (FSDP2), updated one local shard at a time")
             name = "reference"
         elif total < COMPILE_THRESHOLD:
             name = "eager"
@@ -464,11 +637,10 @@ def make_engine(name: str, optimizer: Optimizer):
             if reason is None:
                 name = "compiled"
             else:
-                optimizer._announce(f"engine='auto' uses eager: {reason}")
+                optimizer.announce(f"engine='auto' uses eager: {reason}")
                 name = "eager"
-    if name == "compiled":
-        reason = compiler_available(next((p.device.type for g in optimizer.param_groups
-                                          for p in g["params"]), "cpu"))
+    if "compiled" in name:
+        reason = compiler_available(params[0].device.type if params else "cpu")
         if reason is not None:
-            warnings.warn(f"engine='compiled': {reason}", stacklevel=3)
+            warnings.warn(f"engine={name!r}: {reason}", stacklevel=4)
     return ENGINE_CLASSES[name](optimizer)

@@ -14,13 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .engines import init_state, make_engine
+from .engines import ENGINE_NAMES, init_state, make_engine
 from .transforms import Chain, Hyper, Interval, Transform, chain
 
 __all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
 
 FLAVORS = ("torch", "keras")
-ENGINES = ("auto", "reference", "eager", "compiled")
+ENGINES = ("auto", *ENGINE_NAMES)
 NONFINITE_POLICIES = ("ignore", "skip", "raise")
 
 
@@ -95,9 +95,11 @@ class Optimizer(torch.optim.Optimizer):
         transforms: the chain (or a list of transforms); a subclass supplies its own.
         flavor: ``"torch"`` or ``"keras"``: whose defaults and conventions to reproduce.
         engine: how the chain is executed (see :mod:`optimlab.optim.engines`): ``"reference"``
-            (one tensor at a time), ``"eager"`` (flat buffers, cache-sized chunks),
-            ``"compiled"`` (one fused kernel) or ``"auto"`` (compiled for large models where a
-            compiler works, else eager).
+            (one tensor at a time), ``"eager"`` (cache-sized pieces), ``"compiled"`` (fused
+            kernels), ``"auto"`` (compiled for large models where a compiler works, else eager;
+            decided at the first step) or the opt-in ``"flat"``/``"flat-compiled"`` (parameters
+            and gradients re-pointed into one flat buffer per cohort). All but the flat ones
+            leave the parameters' and gradients' storage, dtype, layout and identity alone.
         maximize: maximize the objective instead of minimizing it.
         weight_decay: the decay coefficient λ ≥ 0.
         decoupled_weight_decay: decoupled (AdamW-style) instead of coupled L2 decay.
@@ -168,12 +170,31 @@ class Optimizer(torch.optim.Optimizer):
         self.skipped_steps = 0
         self._micro_step = 0
         self._announced: set[str] = set()
+        self._engine_name = engine
+        self._engine = None
         defaults = {**_COMMON, **self.DEFAULTS.get(flavor, {})}
         defaults.update({k: v for k, v in hyperparameters.items() if v is not None})
         super().__init__(params, defaults)
-        self._engine = make_engine(engine, self)
-        #: the engine in use: "reference", "eager" or "compiled".
-        self.engine: str = self._engine.name
+
+    #: torch keeps a per-parameter ``"step"`` in the state of every optimizer but SGD.
+    counts_steps: bool = True
+
+    @property
+    def engine(self) -> str:
+        """The engine in use (``"auto"`` until the first step decides)."""
+        return self._engine.name if self._engine is not None else self._engine_name
+
+    def _ready_engine(self):
+        if self._engine is None:
+            self._engine = make_engine(self._engine_name, self)
+        return self._engine
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the engine's plans, which are rebuilt at the next step (deepcopy and
+        pickle give a working optimizer)."""
+        state = dict(self.__dict__)
+        state["_engine"] = None
+        return state
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
@@ -192,6 +213,7 @@ class Optimizer(torch.optim.Optimizer):
         self.chain.validate(group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_engine", None)
         super().__setstate__(state)
         for group in self.param_groups:  # a state dict from torch.optim lacks our keys
             for key, value in self.defaults.items():
@@ -200,11 +222,6 @@ class Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's format, plus ``"optimlab"``: the accumulation and skip counters."""
         state = super().state_dict()
-        # flat engines share 0-d state between parameters: give each its own copy (in new dicts:
-        # torch's state_dict returns the live per-parameter dicts)
-        state["state"] = {index: {key: value.clone() if torch.is_tensor(value) and value.dim() == 0
-                                  else value for key, value in per_param.items()}
-                          for index, per_param in state["state"].items()}
         state["optimlab"] = {"micro_step": self._micro_step, "skipped_steps": self.skipped_steps}
         return state
 
@@ -212,11 +229,6 @@ class Optimizer(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         extras = state_dict.pop("optimlab", {})
         super().load_state_dict(state_dict)
-        for state in self.state.values():  # flat engines share 0-d state between parameters
-            for key, value in state.items():
-                if torch.is_tensor(value) and value.dim() == 0:
-                    state[key] = value.clone()
-        self._engine.invalidate()
         self._micro_step = extras.get("micro_step", 0)
         self.skipped_steps = extras.get("skipped_steps", 0)
 
@@ -229,30 +241,11 @@ class Optimizer(torch.optim.Optimizer):
                 if p.requires_grad:
                     init_state(self, p, hp)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """As torch's, except that the flat engines zero their gradient buffer in place and keep
-        ``p.grad`` a view of it (so backward accumulates straight into the buffer)."""
-        handled = self._engine.zero_grad()
-        if not handled:
-            return super().zero_grad(set_to_none)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if id(p) not in handled and p.grad is not None:
-                    if set_to_none:
-                        p.grad = None
-                    else:
-                        p.grad.detach_().requires_grad_(False).zero_()
-
-    def _announce(self, message: str) -> None:
+    def announce(self, message: str) -> None:
         """Warn once per optimizer about a fallback or a choice made for the user."""
         if message not in self._announced:
             self._announced.add(message)
-            warnings.warn(message, stacklevel=4)
-
-    def _state_buffer(self, buffer: Tensor) -> Tensor:
-        if self.state_dtype is not None and buffer.is_floating_point():
-            return buffer.to(self.state_dtype)
-        return buffer
+            warnings.warn(message, stacklevel=5)
 
     # --------------------------------------------------------------------------------- step
     @torch.no_grad()
@@ -274,7 +267,8 @@ class Optimizer(torch.optim.Optimizer):
                                    f"a dense embedding (sparse=False) or torch.optim.SparseAdam")
         if self.gradient_accumulation_steps > 1 and not self._accumulate():
             return loss
-        flat = self._engine.gradients()
+        engine = self._ready_engine()
+        flat = engine.gradients()
         if self.nonfinite != "ignore" and flat and not self._all_finite(flat):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
@@ -283,7 +277,7 @@ class Optimizer(torch.optim.Optimizer):
             self.skipped_steps += 1
             return loss
         self._clip(flat)
-        self._engine.step()
+        engine.step()
         return loss
 
     def _accumulate(self) -> bool:

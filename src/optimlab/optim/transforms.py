@@ -87,7 +87,7 @@ class Hyper:
         value = hyper(self.values, key)
         if value is None:
             raise KeyError(key)
-        return value
+        return value.item() if isinstance(value, Tensor) else value  # torch uses the value
 
     def __contains__(self, key: str) -> bool:
         if self.flags is not None:
@@ -398,8 +398,10 @@ class NesterovAverage(Transform):
         self.hyperparameters = {decay: UNIT_OPEN, schedule: NONNEGATIVE}
 
     def init(self, p, hp):
+        # kept in torch's scalar dtype (the default dtype's precision), like torch's NAdam
+        scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
         return {"exp_avg": torch.zeros_like(p),
-                "mu_product": torch.ones((), dtype=p.real.dtype, device=p.device)}
+                "mu_product": torch.ones((), dtype=scalar, device=p.device)}
 
     def mu(self, beta, psi, t):
         return beta if psi is None else beta * (1.0 - 0.5 * 0.96 ** (t * psi))

@@ -54,6 +54,8 @@ class SGD(Optimizer):
     ``nesterov=False``, ``weight_decay=0``.
     """
 
+    counts_steps = False  # torch's SGD keeps no "step" in its state
+
     DEFAULTS = {
         "torch": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False},
         "keras": {"lr": 1e-2, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
