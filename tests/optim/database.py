@@ -17,12 +17,17 @@ import optimlab.optim as oo
 
 # Options every optimizer takes; torch.optim has none of them, so the reference runner emulates
 # them with torch.nn.utils' clipping functions and by averaging gradients (see references.py).
-SHARED_OPTIONS = [
-    {"clipnorm": 0.05},
-    {"global_clipnorm": 0.1},
-    {"clipvalue": 0.01},
-    {"gradient_accumulation_steps": 3},
-]
+SHARED_OPTIONS = {
+    "clipnorm": {"clipnorm": 0.05},
+    "global_clipnorm": {"global_clipnorm": 0.1},
+    "clipvalue": {"clipvalue": 0.01},
+    "accumulation": {"gradient_accumulation_steps": 3},
+}
+
+
+def shared(base: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The shared options, each added to ``base``, named by the option."""
+    return [(name, {**base, **option}) for name, option in SHARED_OPTIONS.items()]
 
 # (kwargs, the name the error must mention) rejected by every optimizer.
 COMMON_BAD = [
@@ -53,7 +58,10 @@ class OptimizerInfo:
     Attributes:
         cls: the optimlab class.
         flavor: "torch" or "keras".
-        hyperparameters: the sets every generic test runs over.
+        sets: (description, hyper-parameters) pairs every generic test runs over; a test's id
+            is ``{cls}-{flavor}-{description}-{index}``, e.g. ``Adam-torch-amsgrad-1``. The first
+            set (index 0, ids ending in "-0") is the entry's plain one, which the slower
+            tests run alone.
         reference: "torch" (torch.optim class of the same name), "keras" (keras.optimizers) or
             "derivation" (a direct implementation of the paper's formula in references.py).
         bad: (kwargs, name) pairs that must raise ValueError naming ``name``.
@@ -62,7 +70,7 @@ class OptimizerInfo:
 
     cls: type
     flavor: str
-    hyperparameters: list[dict[str, Any]]
+    sets: list[tuple[str, dict[str, Any]]]
     reference: str
     bad: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     torch_name: str | None = None
@@ -71,6 +79,13 @@ class OptimizerInfo:
     @property
     def id(self) -> str:
         return f"{self.cls.__name__}-{self.flavor}"
+
+    @property
+    def hyperparameters(self) -> list[dict[str, Any]]:
+        return [hp for _, hp in self.sets]
+
+    def case_id(self, index: int) -> str:
+        return f"{self.id}-{self.sets[index][0]}-{index}"
 
     @property
     def reference_name(self) -> str:
@@ -90,115 +105,129 @@ def _keras(cls, sets, bad=(), **kw) -> OptimizerInfo:
 
 DATABASE: list[OptimizerInfo] = [
     _torch(oo.SGD, [
-        {"lr": 0.1},
-        {"lr": 0.05, "momentum": 0.9},
-        {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01},
-        {"lr": 0.05, "momentum": 0.8, "nesterov": True, "maximize": True},
-        *({"lr": 0.05, "momentum": 0.9, **o} for o in SHARED_OPTIONS),
+        ("plain", {"lr": 0.1}),
+        ("momentum", {"lr": 0.05, "momentum": 0.9}),
+        ("dampening+weight_decay",
+         {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
+        ("nesterov+maximize", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "maximize": True}),
+        *shared({"lr": 0.05, "momentum": 0.9}),
     ], bad=[({"momentum": -0.5}, "momentum"), ({"dampening": 1.5}, "dampening"),
             ({"nesterov": True}, "nesterov"),
             ({"nesterov": True, "momentum": 0.9, "dampening": 0.1}, "nesterov")]),
     _torch(oo.Adagrad, [
-        {"lr": 0.1},
-        {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01},
-        {"lr": 0.05, "eps": 1e-3, "maximize": True},
-        *({"lr": 0.1, **o} for o in SHARED_OPTIONS),
+        ("plain", {"lr": 0.1}),
+        ("lr_decay+initial+weight_decay",
+         {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01}),
+        ("eps+maximize", {"lr": 0.05, "eps": 1e-3, "maximize": True}),
+        *shared({"lr": 0.1}),
     ], bad=[({"lr_decay": -0.1}, "lr_decay"),
             ({"initial_accumulator_value": -1.0}, "initial_accumulator_value"),
             ({"eps": -1.0}, "eps")]),
     _torch(oo.Adadelta, [
-        {},
-        {"lr": 0.5, "rho": 0.5, "eps": 1e-4, "weight_decay": 0.01},
-        {"maximize": True},
-        *({**o} for o in SHARED_OPTIONS),
+        ("defaults", {}),
+        ("lr+rho+eps+weight_decay", {"lr": 0.5, "rho": 0.5, "eps": 1e-4, "weight_decay": 0.01}),
+        ("maximize", {"maximize": True}),
+        *shared({}),
     ], bad=[({"rho": 1.5}, "rho"), ({"eps": -1e-6}, "eps")]),
     _torch(oo.RMSprop, [
-        {"lr": 0.01},
-        {"lr": 0.01, "alpha": 0.9, "centered": True},
-        {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01},
-        {"lr": 0.005, "momentum": 0.5, "centered": True, "maximize": True},
-        *({"lr": 0.01, "momentum": 0.5, **o} for o in SHARED_OPTIONS),
+        ("plain", {"lr": 0.01}),
+        ("centered", {"lr": 0.01, "alpha": 0.9, "centered": True}),
+        ("momentum+weight_decay", {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01}),
+        ("momentum+centered+maximize",
+         {"lr": 0.005, "momentum": 0.5, "centered": True, "maximize": True}),
+        *shared({"lr": 0.01, "momentum": 0.5}),
     ], bad=[({"alpha": -0.1}, "alpha"), ({"momentum": -1.0}, "momentum"), ({"eps": -1.0}, "eps")]),
     _torch(oo.Adam, [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.8, 0.99), "amsgrad": True},
-        {"lr": 0.01, "weight_decay": 0.1},
-        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True},
-        *({"lr": 0.01, **o} for o in SHARED_OPTIONS),
+        ("plain", {"lr": 0.01}),
+        ("amsgrad", {"lr": 0.01, "betas": (0.8, 0.99), "amsgrad": True}),
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.1}),
+        ("decoupled_weight_decay+maximize",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+        *shared({"lr": 0.01}),
     ], bad=BETA_BAD),
     _torch(oo.AdamW, [
-        {"lr": 0.01},
-        {"lr": 0.01, "weight_decay": 0.5, "amsgrad": True},
+        ("plain", {"lr": 0.01}),
+        ("weight_decay+amsgrad", {"lr": 0.01, "weight_decay": 0.5, "amsgrad": True}),
     ], bad=BETA_BAD),
     _torch(oo.Adamax, [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.5, 0.9), "weight_decay": 0.05, "eps": 1e-3},
-        *({"lr": 0.01, **o} for o in SHARED_OPTIONS),
+        ("plain", {"lr": 0.01}),
+        ("betas+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.5, 0.9), "weight_decay": 0.05, "eps": 1e-3}),
+        *shared({"lr": 0.01}),
     ], bad=BETA_BAD),
     _torch(oo.NAdam, [
-        {"lr": 0.01},
-        {"lr": 0.01, "momentum_decay": 0.1, "weight_decay": 0.05},
-        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True},
-        *({"lr": 0.01, **o} for o in SHARED_OPTIONS),
+        ("plain", {"lr": 0.01}),
+        ("momentum_decay+weight_decay", {"lr": 0.01, "momentum_decay": 0.1, "weight_decay": 0.05}),
+        ("decoupled_weight_decay+maximize",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+        *shared({"lr": 0.01}),
     ], bad=[*BETA_BAD, ({"momentum_decay": -1.0}, "momentum_decay")]),
     OptimizerInfo(oo.Nadamax, "torch", [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.8, 0.9), "momentum_decay": 0.1, "eps": 1e-3},
+        ("plain", {"lr": 0.01}),
+        ("betas+momentum_decay+eps",
+         {"lr": 0.01, "betas": (0.8, 0.9), "momentum_decay": 0.1, "eps": 1e-3}),
     ], "derivation", BETA_BAD + COMMON_BAD),
     OptimizerInfo(oo.Nadamax, "keras", [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.8, 0.9), "eps": 1e-3},
+        ("plain", {"lr": 0.01}),
+        ("betas+eps", {"lr": 0.01, "betas": (0.8, 0.9), "eps": 1e-3}),
     ], "derivation", BETA_BAD + COMMON_BAD),
     _keras(oo.SGD, [
-        {"lr": 0.1},
-        {"lr": 0.05, "momentum": 0.9},
-        {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01},
-        *({"lr": 0.05, "momentum": 0.9, **o} for o in SHARED_OPTIONS),
+        ("plain", {"lr": 0.1}),
+        ("momentum", {"lr": 0.05, "momentum": 0.9}),
+        ("nesterov+weight_decay",
+         {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01}),
+        *shared({"lr": 0.05, "momentum": 0.9}),
     ]),
     _keras(oo.Adagrad, [
-        {"lr": 0.1},
-        {"lr": 0.05, "initial_accumulator_value": 0.01, "eps": 1e-3, "weight_decay": 0.01},
+        ("plain", {"lr": 0.1}),
+        ("initial+eps+weight_decay",
+         {"lr": 0.05, "initial_accumulator_value": 0.01, "eps": 1e-3, "weight_decay": 0.01}),
     ]),
     _keras(oo.Adadelta, [
-        {"lr": 1.0},
-        {"lr": 0.5, "rho": 0.8, "eps": 1e-4},
+        ("plain", {"lr": 1.0}),
+        ("rho+eps", {"lr": 0.5, "rho": 0.8, "eps": 1e-4}),
     ]),
     _keras(oo.RMSprop, [
-        {"lr": 0.01},
-        {"lr": 0.01, "alpha": 0.8, "centered": True},
-        {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01},
-        {"lr": 0.005, "momentum": 0.5, "centered": True, "clipnorm": 0.05},
+        ("plain", {"lr": 0.01}),
+        ("centered", {"lr": 0.01, "alpha": 0.8, "centered": True}),
+        ("momentum+weight_decay", {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01}),
+        ("momentum+centered+clipnorm",
+         {"lr": 0.005, "momentum": 0.5, "centered": True, "clipnorm": 0.05}),
     ]),
     _keras(oo.Adam, [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.8, 0.99), "amsgrad": True, "eps": 1e-3},
-        {"lr": 0.01, "weight_decay": 0.1, "global_clipnorm": 0.1},
-        {"lr": 0.01, "gradient_accumulation_steps": 3, "clipvalue": 0.01},
+        ("plain", {"lr": 0.01}),
+        ("amsgrad+eps", {"lr": 0.01, "betas": (0.8, 0.99), "amsgrad": True, "eps": 1e-3}),
+        ("weight_decay+global_clipnorm",
+         {"lr": 0.01, "weight_decay": 0.1, "global_clipnorm": 0.1}),
+        ("accumulation+clipvalue",
+         {"lr": 0.01, "gradient_accumulation_steps": 3, "clipvalue": 0.01}),
     ], bad=BETA_BAD),
     _keras(oo.AdamW, [
-        {"lr": 0.01},
-        {"lr": 0.01, "weight_decay": 0.2},
+        ("plain", {"lr": 0.01}),
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.2}),
     ]),
     _keras(oo.Adamax, [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.5, 0.9), "eps": 1e-3},
+        ("plain", {"lr": 0.01}),
+        ("betas+eps", {"lr": 0.01, "betas": (0.5, 0.9), "eps": 1e-3}),
     ]),
     _keras(oo.NAdam, [
-        {"lr": 0.01},
-        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3, "weight_decay": 0.05},
+        ("plain", {"lr": 0.01}),
+        ("betas+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3, "weight_decay": 0.05}),
     ], torch_name="Nadam"),
     _keras(oo.Ftrl, [
-        {"lr": 0.1},
-        {"lr": 0.1, "l1": 0.01, "l2": 0.01},
-        {"lr": 0.05, "lr_power": -0.7, "initial_accumulator_value": 0.5, "l2_shrinkage": 0.05,
-         "beta": 0.1, "l1": 0.001},
+        ("plain", {"lr": 0.1}),
+        ("l1+l2", {"lr": 0.1, "l1": 0.01, "l2": 0.01}),
+        ("lr_power+initial+l2_shrinkage+beta",
+         {"lr": 0.05, "lr_power": -0.7, "initial_accumulator_value": 0.5, "l2_shrinkage": 0.05,
+          "beta": 0.1, "l1": 0.001}),
     ], bad=[({"lr": 0.0}, "lr"), ({"lr_power": 0.5}, "lr_power"), ({"l1": -1.0}, "l1"),
             ({"l2": -1.0}, "l2"), ({"l2_shrinkage": -1.0}, "l2_shrinkage"),
             ({"beta": -1.0}, "beta"),
             ({"initial_accumulator_value": -0.1}, "initial_accumulator_value")],
         complex=False),
     OptimizerInfo(oo.Ftrl, "torch", [
-        {"lr": 0.1, "l1": 0.01, "l2": 0.01},
+        ("l1+l2", {"lr": 0.1, "l1": 0.01, "l2": 0.01}),
     ], "keras", COMMON_BAD, complex=False),
 ]
 
@@ -211,8 +240,8 @@ def cases(predicate: Callable[[OptimizerInfo], bool] = lambda info: True):
     for info in DATABASE:
         if not predicate(info):
             continue
-        for i, hp in enumerate(info.hyperparameters):
-            out.append(pytest.param(info, hp, id=f"{info.id}-{i}"))
+        for i, (_, hp) in enumerate(info.sets):
+            out.append(pytest.param(info, hp, id=info.case_id(i)))
     return out
 
 

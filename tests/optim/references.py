@@ -2,10 +2,26 @@
 
 The problem is a 4-6-1 tanh network fitted by mean squared error on a fixed sequence of
 mini-batches, so every implementation sees the same gradients at the same parameters.
+
+How two implementations are compared: step by step (:func:`step_errors`). Run freely for 100
+steps, two correct implementations part by their rounding, and the trajectory amplifies that
+difference by its own sensitivity, which no fixed tolerance can know: on the tests' converging
+sets an ulp of the initial parameters moves the reference's final parameters by 1e-16 to 5e-14
+(relative), but gradient ascent on the unbounded loss (SGD, maximize) grew the parameters to
+3e37 and amplified an ulp to 3e-11 — and rounding alone to 2e-10, past a fixed 1e-10 on one
+machine and not another. So every update starts both implementations from the reference's
+parameters p_t (written in place; each keeps its own state, fed the same gradients), and the
+error of that one update is measured relative to the reference's step |p_{t+1} − p_t|. It stays
+at rounding level on any trajectory, contracting, diverging or chaotic, while a wrong update
+(a sign, a bias correction, a state that drifts) is caught at the step where it happens.
+
+``maximize=True`` sets maximize −loss (:func:`signed_loss`): the sign convention is tested on a
+bounded run that descends the loss, not on one that climbs to overflow.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -56,34 +72,89 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
-def micro_steps(hp: dict[str, Any], steps: int) -> int:
-    return steps * hp.get("gradient_accumulation_steps", 1)
+def signed_loss(params, batch, hp: dict[str, Any]) -> torch.Tensor:
+    """The objective a set trains: the loss, or −loss for a ``maximize=True`` set, so that every
+    run descends the (bounded below) loss while ``maximize`` still flips the sign of every
+    gradient; an optimizer that ignored it would climb instead, visibly at its first step."""
+    loss = loss_fn(params, batch)
+    return -loss if hp.get("maximize") else loss
 
 
-def run_optimlab(info: OptimizerInfo, hp: dict[str, Any], steps: int = STEPS,
-                 scheduler=None, dtype=torch.float64, complex: bool = False):
-    """Train with the optimlab optimizer; returns (params, optimizer)."""
-    params = [torch.nn.Parameter(p) for p in initial_parameters(dtype, complex)]
-    opt = info.make(params, **hp)
-    sched = scheduler(opt) if scheduler else None
-    data = batches(micro_steps(hp, steps), dtype)
-    for batch in data:
-        opt.zero_grad()
-        loss_fn(params, batch).backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-    return params, opt
+class Run:
+    """One implementation training the reference problem, one update at a time.
+
+    ``update(micro)`` makes one update from the micro-batches ``micro`` (k of them with
+    ``gradient_accumulation_steps=k``); ``load(values)`` writes values into the parameters in
+    place, keeping the optimizer's state, as a user editing a model between steps would.
+    """
+
+    params: list
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in self.params]
+
+    def load(self, values) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.params, values, strict=True):
+                p.copy_(v)
+
+    def update(self, micro) -> None:
+        raise NotImplementedError
 
 
-def _emulated_gradients(params, data, k: int, hp: dict[str, Any]):
-    """Mean gradient of k micro-batches, clipped as hp says, with torch.nn.utils."""
+class OptimlabRun(Run):
+    """The optimlab optimizer; the scheduler, if any, steps after every micro-step."""
+
+    def __init__(self, info: OptimizerInfo, hp: dict[str, Any], scheduler=None,
+                 dtype=torch.float64, complex: bool = False, **kwargs):
+        self.hp = hp
+        self.params = [torch.nn.Parameter(p) for p in initial_parameters(dtype, complex)]
+        self.optimizer = info.make(self.params, **hp, **kwargs)
+        self.scheduler = scheduler(self.optimizer) if scheduler else None
+
+    def update(self, micro) -> None:
+        for batch in micro:
+            self.optimizer.zero_grad()
+            signed_loss(self.params, batch, self.hp).backward()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+
+
+class TorchRun(Run):
+    """torch.optim's class of the same name (single-tensor implementation); clipping and
+    accumulation emulated with torch.nn.utils on the mean gradient of the micro-batches."""
+
+    def __init__(self, info: OptimizerInfo, hp: dict[str, Any], scheduler=None,
+                 complex: bool = False):
+        self.hp = hp
+        kwargs = {key: v for key, v in hp.items() if key not in OPTIONS}
+        self.params = [torch.nn.Parameter(p) for p in initial_parameters(complex=complex)]
+        self.optimizer = getattr(torch.optim, info.reference_name)(self.params, foreach=False,
+                                                                   **kwargs)
+        self.scheduler = scheduler(self.optimizer) if scheduler else None
+
+    def update(self, micro) -> None:
+        _emulated_gradients(self.params, micro, self.hp)
+        # optimlab's scheduler steps after every micro-step; the update comes at the k-th
+        if self.scheduler is not None:
+            with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()"
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(len(micro) - 1):
+                    self.scheduler.step()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+
+def _emulated_gradients(params, micro, hp: dict[str, Any]):
+    """Mean gradient of the micro-batches, clipped as hp says, with torch.nn.utils."""
     grads = None
-    for batch in data:
-        g = torch.autograd.grad(loss_fn(params, batch), params)
+    for batch in micro:
+        g = torch.autograd.grad(signed_loss(params, batch, hp), params)
         grads = list(g) if grads is None else [a + b for a, b in zip(grads, g, strict=True)]
     for p, g in zip(params, grads, strict=True):
-        p.grad = g / k
+        p.grad = g / len(micro)
     if "clipnorm" in hp:
         for p in params:
             torch.nn.utils.clip_grad_norm_([p], hp["clipnorm"])
@@ -91,28 +162,6 @@ def _emulated_gradients(params, data, k: int, hp: dict[str, Any]):
         torch.nn.utils.clip_grad_norm_(params, hp["global_clipnorm"])
     if "clipvalue" in hp:
         torch.nn.utils.clip_grad_value_(params, hp["clipvalue"])
-
-
-def run_torch(info: OptimizerInfo, hp: dict[str, Any], steps: int = STEPS, scheduler=None,
-              complex: bool = False):
-    """Train with torch.optim's class of the same name (single-tensor implementation)."""
-    k = hp.get("gradient_accumulation_steps", 1)
-    kwargs = {key: v for key, v in hp.items() if key not in OPTIONS}
-    params = [torch.nn.Parameter(p) for p in initial_parameters(complex=complex)]
-    opt = getattr(torch.optim, info.reference_name)(params, foreach=False, **kwargs)
-    sched = scheduler(opt) if scheduler else None
-    data = batches(micro_steps(hp, steps))
-    for i in range(steps):
-        _emulated_gradients(params, data[i * k:(i + 1) * k], k, hp)
-        # optimlab's scheduler steps after every micro-step; the update comes at the k-th
-        with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()"
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(k - 1 if sched is not None else 0):
-                sched.step()
-        opt.step()
-        if sched is not None:
-            sched.step()
-    return params
 
 
 _KERAS_NAMES = {"lr": "learning_rate", "eps": "epsilon", "alpha": "rho",
@@ -131,55 +180,141 @@ def keras_kwargs(hp: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_keras(info: OptimizerInfo, hp: dict[str, Any], steps: int = STEPS):
-    """Train with keras.optimizers' class (Keras 3 on the torch backend, float64)."""
-    import keras
+class KerasRun(Run):
+    """keras.optimizers' class (Keras 3 on the torch backend, float64); Keras accumulates and
+    clips itself."""
 
-    keras.config.set_floatx("float64")
-    variables = [keras.Variable(p.numpy(), dtype="float64") for p in initial_parameters()]
-    opt = getattr(keras.optimizers, info.reference_name)(**keras_kwargs(hp))
-    for batch in batches(micro_steps(hp, steps)):
-        values = [v.value.detach().clone().requires_grad_() for v in variables]
-        grads = torch.autograd.grad(loss_fn(values, batch), values)
-        opt.apply_gradients(zip(grads, variables, strict=True))
-    return [v.value.detach() for v in variables]
+    def __init__(self, info: OptimizerInfo, hp: dict[str, Any]):
+        import keras
+
+        keras.config.set_floatx("float64")
+        self.hp = hp
+        self.variables = [keras.Variable(p.numpy(), dtype="float64")
+                          for p in initial_parameters()]
+        self.optimizer = getattr(keras.optimizers, info.reference_name)(**keras_kwargs(hp))
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [v.value.detach().clone() for v in self.variables]
+
+    def load(self, values) -> None:
+        for v, value in zip(self.variables, values, strict=True):
+            v.assign(value)
+
+    def update(self, micro) -> None:
+        for batch in micro:
+            values = [v.value.detach().clone().requires_grad_() for v in self.variables]
+            grads = torch.autograd.grad(signed_loss(values, batch, self.hp), values)
+            self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
 
 
-def run_derivation(info: OptimizerInfo, hp: dict[str, Any], steps: int = STEPS):
+class DerivationRun(Run):
     """Nadamax written out from its papers, element by element, without the transforms.
 
     Dozat (2016) Nadam with the momentum schedule μ_t = β₁(1 − ½·0.96^{tψ}), and Kingma & Ba
     (2015, §7.1) Adamax's u_t = max(β₂u_{t−1}, |g_t|): torch flavor puts ε inside the max (as
     torch's Adamax), keras flavor adds it to u_t (as Keras' Adamax).
     """
-    defaults = info.cls.DEFAULTS[info.flavor]
-    lr = hp.get("lr", defaults["lr"])
-    b1, b2 = hp.get("betas", defaults["betas"])
-    eps = hp.get("eps", defaults["eps"])
-    psi = hp.get("momentum_decay", defaults["momentum_decay"])
-    params = initial_parameters()
-    m = [torch.zeros_like(p) for p in params]
-    u = [torch.zeros_like(p) for p in params]
-    prod = 1.0
-    for t, batch in enumerate(batches(steps), start=1):
-        values = [p.clone().requires_grad_() for p in params]
-        grads = torch.autograd.grad(loss_fn(values, batch), values)
-        mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
-        mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
-        prod *= mu_t
+
+    def __init__(self, info: OptimizerInfo, hp: dict[str, Any]):
+        defaults = info.cls.DEFAULTS[info.flavor]
+        self.flavor, self.hp = info.flavor, hp
+        self.lr = hp.get("lr", defaults["lr"])
+        self.b1, self.b2 = hp.get("betas", defaults["betas"])
+        self.eps = hp.get("eps", defaults["eps"])
+        self.psi = hp.get("momentum_decay", defaults["momentum_decay"])
+        self.params = initial_parameters()
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.u = [torch.zeros_like(p) for p in self.params]
+        self.prod, self.t = 1.0, 0
+
+    def load(self, values) -> None:
+        self.params = [v.detach().clone() for v in values]
+
+    def update(self, micro) -> None:
+        (batch,) = micro
+        b1, b2, eps = self.b1, self.b2, self.eps
+        self.t += 1
+        values = [p.clone().requires_grad_() for p in self.params]
+        grads = torch.autograd.grad(signed_loss(values, batch, self.hp), values)
+        mu_t = b1 * (1 - 0.5 * 0.96 ** (self.t * self.psi))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** ((self.t + 1) * self.psi))
+        self.prod *= mu_t
+        prod = self.prod
         for i, g in enumerate(grads):
-            m[i] = b1 * m[i] + (1 - b1) * g
-            if info.flavor == "torch":
-                u[i] = torch.maximum(b2 * u[i], g.abs() + eps)
-                denominator = u[i]
+            self.m[i] = b1 * self.m[i] + (1 - b1) * g
+            if self.flavor == "torch":
+                self.u[i] = torch.maximum(b2 * self.u[i], g.abs() + eps)
+                denominator = self.u[i]
             else:
-                u[i] = torch.maximum(b2 * u[i], g.abs())
-                denominator = u[i] + eps
-            m_hat = (1 - mu_t) * g / (1 - prod) + mu_next * m[i] / (1 - prod * mu_next)
-            params[i] = params[i] - lr * m_hat / denominator
-    return params
+                self.u[i] = torch.maximum(b2 * self.u[i], g.abs())
+                denominator = self.u[i] + eps
+            m_hat = (1 - mu_t) * g / (1 - prod) + mu_next * self.m[i] / (1 - prod * mu_next)
+            self.params[i] = self.params[i] - self.lr * m_hat / denominator
+
+
+def reference_run(info: OptimizerInfo, hp: dict[str, Any]) -> Run:
+    """The entry's reference implementation, ready to train."""
+    runner = {"torch": TorchRun, "keras": KerasRun, "derivation": DerivationRun}
+    return runner[info.reference](info, hp)
+
+
+def updates(hp: dict[str, Any], steps: int, dtype: torch.dtype = torch.float64, start: int = 0):
+    """The micro-batches of updates ``start`` to ``start + steps`` (k each with accumulation)."""
+    k = hp.get("gradient_accumulation_steps", 1)
+    data = batches((start + steps) * k, dtype)
+    return [data[i * k:(i + 1) * k] for i in range(start, start + steps)]
+
+
+def train(run: Run, hp: dict[str, Any], steps: int = STEPS, dtype=torch.float64) -> Run:
+    """Free-running: ``steps`` updates, each from the run's own parameters."""
+    for micro in updates(hp, steps, dtype):
+        run.update(micro)
+    return run
+
+
+def step_errors(ours: Run, reference: Run, hp: dict[str, Any], steps: int = STEPS,
+                dtype=torch.float64, start: int = 0) -> list[float]:
+    """Both runs make updates ``start`` to ``start + steps``, each from the reference's
+    parameters p_t; returns, per update, the difference of the two results relative to the
+    reference's step, less a few roundings of the parameter itself:
+
+        e_t = max_i (|a_i − r_i| − 4ε|r_i|)⁺ / max_i |r_i − p_i|
+
+    (a = ours_{t+1}, r = ref_{t+1}, p = p_t, x⁺ = max(x, 0)).
+
+    ε is the dtype's machine epsilon: the sums p − u and products p(1 − ηλ) round to an ulp of
+    p in each implementation, whatever the step's size (which an exponential schedule shrinks
+    to 1e-6 of p). Each update also checks the state both runs carried over from the previous
+    ones (fed the same gradients), but no error is carried over in the parameters: e_t stays
+    at rounding level however the trajectory behaves, and one wrong update shows."""
+    eps = torch.finfo(dtype).eps
+    errors = []
+    for micro in updates(hp, steps, dtype, start):
+        before = reference.parameters()
+        ours.load(before)
+        ours.update(micro)
+        reference.update(micro)
+        expected = flat(reference.parameters())
+        step = (expected - flat(before)).abs().max().item()
+        excess = (flat(ours.parameters()) - expected).abs() - 4 * eps * expected.abs()
+        worst = excess.clamp(min=0).max().item()
+        errors.append(worst / step if worst > 0 or math.isnan(worst) else 0.0)
+    return errors
+
+
+def run_optimlab(info: OptimizerInfo, hp: dict[str, Any], steps: int = STEPS,
+                 scheduler=None, dtype=torch.float64, complex: bool = False):
+    """Train with the optimlab optimizer, free-running; returns (params, optimizer)."""
+    run = train(OptimlabRun(info, hp, scheduler, dtype, complex), hp, steps, dtype)
+    return run.params, run.optimizer
+
+
+def run_torch(info: OptimizerInfo, hp: dict[str, Any], steps: int = STEPS, scheduler=None,
+              complex: bool = False):
+    """Train with torch.optim's class of the same name, free-running; returns the params."""
+    return train(TorchRun(info, hp, scheduler, complex), hp, steps).params
 
 
 def run_reference(info: OptimizerInfo, hp: dict[str, Any], steps: int = STEPS):
-    runner = {"torch": run_torch, "keras": run_keras, "derivation": run_derivation}
-    return runner[info.reference](info, hp, steps)
+    """Train with the entry's reference, free-running; returns the parameter values."""
+    return train(reference_run(info, hp), hp, steps).parameters()
