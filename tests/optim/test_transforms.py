@@ -150,3 +150,68 @@ def test_gradient_accumulation_updates_every_k_calls():
         p.grad = torch.tensor([grad])
         opt.step()
         torch.testing.assert_close(p.detach(), torch.tensor([expected]))
+
+
+@pytest.mark.parametrize("make, name, first, second", [
+    (lambda: T.chain(T.Momentum(), T.Momentum()), "momentum_buffer", "Momentum", "Momentum"),
+    (lambda: T.chain(T.AverageGradient(), T.LearningRate(), T.AverageGradient("betas.1")),
+     "exp_avg", "AverageGradient", "AverageGradient"),
+    (lambda: T.chain(T.AverageGradient(), T.NesterovAverage()), "exp_avg", "AverageGradient",
+     "NesterovAverage"),
+    (lambda: T.chain(T.Adapt("ema", "alpha", name="square_avg"), T.Adapt("sum", name="square_avg")),
+     "square_avg", "Adapt", "Adapt"),
+    (lambda: T.Chain([T.Momentum(), T.Chain([T.LearningRate(), T.Momentum()])]),
+     "momentum_buffer", "Momentum", "chain"),
+], ids=["momentum", "average", "average-nesterov", "adapt-name", "nested"])
+def test_chain_refuses_two_transforms_keeping_the_same_state(make, name, first, second):
+    with pytest.raises(ValueError) as error:
+        make()
+    message = str(error.value)
+    assert f"state {name!r}" in message
+    assert f"({first}(" in message and f"({second}(" in message
+
+
+def test_an_optimizer_refuses_a_chain_with_a_shared_state():
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        oo.Optimizer([torch.nn.Parameter(torch.zeros(2))],
+                     [T.Momentum(), T.LearningRate(), T.Momentum()], lr=0.1, momentum=0.9)
+
+
+def test_state_names_are_declared_before_any_state_exists():
+    assert T.Momentum().state == ("momentum_buffer",)
+    assert T.Adapt("sum", name="sum").state[0] == "sum"  # a name given to the constructor
+    assert T.chain(T.AverageGradient(), T.Adapt(), T.LearningRate()).state == (
+        "exp_avg", "exp_avg_sq", "grad_avg", "max_exp_avg_sq")
+    # two Adapt with distinct names still share the centered/AMSGrad buffers' names
+    with pytest.raises(ValueError, match="grad_avg"):
+        T.chain(T.Adapt(), T.Adapt("max", name="exp_inf"))
+
+
+FLAGS_ON = {"SGD": {"momentum": 0.9}, "RMSprop": {"momentum": 0.9, "centered": True},
+            "Adam": {"amsgrad": True}, "AdamW": {"amsgrad": True}}
+
+
+@pytest.mark.parametrize("flavor", oo.FLAVORS)
+@pytest.mark.parametrize("name", oo.names())
+def test_every_optimizer_keeps_only_declared_state(name, flavor):
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    cls = oo.REGISTRY[name]
+    kwargs = FLAGS_ON.get(getattr(cls, "__name__", ""), {})
+    opt = oo.get(name, [p], flavor=flavor, **kwargs)
+    (p**2).sum().backward()
+    opt.step()
+    assert set(opt.state[p]) - {"step"} <= set(opt.chain.state)
+
+
+def test_a_transform_creating_undeclared_state_is_refused():
+    class Leaky(T.Transform):
+        state = ("declared",)
+
+        def init(self, p, hp):
+            return {"declared": torch.zeros_like(p), "hidden": torch.zeros_like(p)}
+
+        def update(self, u, g, s, p, hp, c):
+            return u
+
+    with pytest.raises(TypeError, match="hidden"):
+        T.chain(Leaky()).init(torch.zeros(2), T.Hyper({}))

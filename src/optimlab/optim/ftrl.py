@@ -34,6 +34,7 @@ class FtrlProximal(Transform):
     hyperparameters = {"lr": "(0, inf)", "lr_power": "(-inf, 0]",
                        "initial_accumulator_value": NONNEGATIVE, "l1": NONNEGATIVE,
                        "l2": NONNEGATIVE, "l2_shrinkage": NONNEGATIVE, "beta": NONNEGATIVE}
+    state = ("accumulator", "linear")
 
     def init(self, p, hp):
         return {"accumulator": torch.full_like(p, hp["initial_accumulator_value"]),

@@ -177,15 +177,19 @@ UNIT_OPEN = "[0, 1)"
 class Transform:
     """One idea of an update rule.
 
-    Subclasses set :attr:`hyperparameters` (group key → allowed interval), create their buffers
-    in :meth:`init`, compute the step's scalar coefficients (bias corrections, schedules; 0-d
-    state) in :meth:`prepare`, and implement :meth:`update` elementwise on plain tensors,
-    mutating buffers in place. :meth:`prepare` runs once per step outside any kernel, so a fused
-    kernel does no scalar work per element; :meth:`update` may run on any slice of a flat buffer.
+    Subclasses set :attr:`hyperparameters` (group key → allowed interval), declare the names of
+    their buffers in :attr:`state` and create them in :meth:`init`, compute the step's scalar
+    coefficients (bias corrections, schedules; 0-d state) in :meth:`prepare`, and implement
+    :meth:`update` elementwise on plain tensors, mutating buffers in place. :meth:`prepare` runs
+    once per step outside any kernel, so a fused kernel does no scalar work per element;
+    :meth:`update` may run on any slice of a flat buffer.
     """
 
     #: group key → allowed interval, e.g. ``{"betas.0": "[0, 1)"}``; used to validate groups.
     hyperparameters: Mapping[str, str] = {}
+    #: the names of every per-parameter buffer this transform may keep (torch's state names),
+    #: fixed when it is constructed: a chain refuses two transforms that claim the same name.
+    state: tuple[str, ...] = ()
     #: True if ``update(k·u) = k·update(u)`` for a scalar k and the state does not depend on u:
     #: a pending scalar factor then passes through instead of costing a pass over the tensor.
     linear: bool = False
@@ -240,6 +244,20 @@ class Chain(Transform):
         for t in self.transforms:
             if not isinstance(t, Transform):
                 raise TypeError(f"chain() takes Transform instances, got {t!r}")
+        owners: dict[str, tuple[int, Transform]] = {}
+        for i, t in enumerate(self.transforms):
+            for name in t.state:
+                if name in owners:
+                    j, other = owners[name]
+                    raise ValueError(
+                        f"transforms {j} ({other!r}) and {i} ({t!r}) of the chain both keep the "
+                        f"state {name!r}: each buffer belongs to one transform (one that takes "
+                        f"a name for it, as Adapt(name=...), can be given another)")
+                owners[name] = (i, t)
+
+    @property
+    def state(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(name for t in self.transforms for name in t.state)
 
     @property
     def hyperparameters(self) -> dict[str, str]:  # type: ignore[override]
@@ -251,7 +269,12 @@ class Chain(Transform):
     def init(self, p, hp):
         buffers: dict[str, Tensor] = {}
         for t in self.transforms:
-            buffers.update(t.init(p, hp))
+            own = t.init(p, hp)
+            undeclared = set(own) - set(t.state)
+            if undeclared:
+                raise TypeError(f"{t!r} created the state {sorted(undeclared)} that its `state` "
+                                f"{t.state} does not declare")
+            buffers.update(own)
         return buffers
 
     def prepare(self, s, hp, step) -> list[dict[str, Any]]:  # type: ignore[override]
@@ -323,6 +346,7 @@ class Momentum(Transform):
     """
 
     hyperparameters = {"momentum": NONNEGATIVE, "dampening": UNIT}
+    state = ("momentum_buffer",)
 
     def init(self, p, hp):
         return {"momentum_buffer": torch.zeros_like(p)} if hp.on("momentum") else {}
@@ -359,6 +383,8 @@ class AverageGradient(Transform):
     Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1. State: ``exp_avg``.
     """
 
+    state = ("exp_avg",)
+
     def __init__(self, decay: str = "betas.0", bias_correction: bool = True):
         self.decay = decay
         self.bias_correction = bias_correction
@@ -391,6 +417,8 @@ class NesterovAverage(Transform):
     Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
     State: ``exp_avg``, ``mu_product``.
     """
+
+    state = ("exp_avg", "mu_product")
 
     def __init__(self, decay: str = "betas.0", schedule: str = "momentum_decay"):
         self.decay = decay
@@ -467,6 +495,10 @@ class Adapt(Transform):
         if initial is not None:
             self.hyperparameters[initial] = NONNEGATIVE
 
+    @property
+    def state(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.name, "grad_avg", "max_exp_avg_sq")
+
     def init(self, p, hp):
         init = hp.get(self.initial, 0.0) if self.initial else 0.0
         buffers = {self.name: torch.full_like(p, init)}
@@ -527,6 +559,8 @@ class ScaleByUpdateRms(Transform):
     ("consistent units"). Reference: Zeiler, "ADADELTA", arXiv:1212.5701, Algorithm 1.
     State: ``acc_delta``.
     """
+
+    state = ("acc_delta",)
 
     def __init__(self, decay: str = "rho"):
         self.decay = decay
