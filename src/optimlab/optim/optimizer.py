@@ -1,8 +1,8 @@
 """The optimizer base: a ``torch.optim.Optimizer`` that runs a chain of transforms per parameter.
 
-Everything that is not an algorithm's own math lives here, once: gradient accumulation, the
-non-finite policy, clipping, ``maximize``, coupled (L2) and decoupled weight decay, flavors,
-hyper-parameter validation and the state-dict extras.
+Everything that is not an algorithm's own math lives here, once: loss scaling, gradient
+accumulation, the non-finite policy, clipping, ``maximize``, coupled (L2) and decoupled weight
+decay, the EMA of the weights, flavors, hyper-parameter validation and the state-dict extras.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .engines import ENGINE_NAMES, init_state, make_engine
-from .transforms import Chain, Hyper, Interval, Transform, chain
+from .transforms import Chain, Hyper, Interval, Transform, chain, hyper
 
 __all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
 
@@ -28,6 +28,8 @@ NONFINITE_POLICIES = ("ignore", "skip", "raise")
 #: param groups (as in torch), the rest on the optimizer.
 _COMMON = {"weight_decay": 0.0, "decoupled_weight_decay": False, "maximize": False}
 _GROUP_RANGES = {"weight_decay": "[0, inf)"}
+#: the per-parameter state key of the exponential moving average of the weights (``use_ema``).
+EMA = "ema"
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -38,6 +40,23 @@ def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
 def _check_positive_or_none(name: str, value: Any) -> None:
     if value is not None:
         Interval.parse("(0, inf)").check(name, value)
+
+
+def _check_keras_options(use_ema: Any, ema_momentum: Any, ema_overwrite_frequency: Any,
+                         loss_scale_factor: Any) -> None:
+    """Keras' checks of its base-optimizer options (``ema_*`` only matter with ``use_ema``);
+    ``loss_scale_factor`` must also be a positive finite number, as dividing by it requires."""
+    if not isinstance(use_ema, bool):
+        raise ValueError(f"use_ema={use_ema!r} must be True or False")
+    if use_ema:
+        Interval.parse("[0, 1]").check("ema_momentum", ema_momentum)
+        if ema_overwrite_frequency and (not isinstance(ema_overwrite_frequency, int)
+                                        or isinstance(ema_overwrite_frequency, bool)
+                                        or ema_overwrite_frequency < 1):
+            raise ValueError(f"ema_overwrite_frequency={ema_overwrite_frequency!r} must be an "
+                             f"integer >= 1 or None")
+    if loss_scale_factor is not None:
+        Interval.parse("(0, inf)").check("loss_scale_factor", loss_scale_factor)
 
 
 def _keras_float32(x: Tensor) -> Tensor:
@@ -71,15 +90,26 @@ class Optimizer(torch.optim.Optimizer):
 
     For every parameter with a gradient, one call of :meth:`step` does
 
-    1. gradient accumulation: with ``gradient_accumulation_steps=k`` the first k−1 calls only
+    1. loss scaling: with ``loss_scale_factor=s`` the gradients (of a loss multiplied by s,
+       see :meth:`scale_loss`) are divided by s in place, as Keras' static loss scaling;
+    2. gradient accumulation: with ``gradient_accumulation_steps=k`` the first k−1 calls only
        add the gradient to a buffer; the k-th uses the mean of the k gradients (as Keras);
-    2. the non-finite policy: ``"ignore"`` (torch's behaviour), ``"skip"`` (leave parameters and
+    3. the non-finite policy: ``"ignore"`` (torch's behaviour), ``"skip"`` (leave parameters and
        state untouched and count the step in :attr:`skipped_steps`) or ``"raise"``;
-    3. clipping: ``clipnorm`` (each tensor's norm), ``global_clipnorm`` (the norm of all
+    4. clipping: ``clipnorm`` (each tensor's norm), ``global_clipnorm`` (the norm of all
        gradients together) or ``clipvalue`` (each element), at most one of them;
-    4. ``maximize`` (ascend), then weight decay: coupled (L2, :math:`g \leftarrow g + \lambda p`)
+    5. ``maximize`` (ascend), then weight decay: coupled (L2, :math:`g \leftarrow g + \lambda p`)
        or decoupled (:math:`p \leftarrow p(1 - \eta\lambda)`, Loshchilov & Hutter, ICLR 2019);
-    5. the chain: :math:`p \leftarrow p - \text{chain}(g)`.
+    6. the chain: :math:`p \leftarrow p - \text{chain}(g)`;
+    7. with ``use_ema=True``, Keras' exponential moving average of the weights (Polyak
+       averaging), kept in each parameter's state under ``"ema"``: with μ = ``ema_momentum``,
+       :math:`\bar p \leftarrow \mu \bar p + (1-\mu) p` for every parameter of the
+       optimizer, :math:`\bar p \leftarrow p` while no update has been made yet. As in Keras
+       this runs at every call of :meth:`step`, the accumulating ones included, and
+       ``ema_overwrite_frequency=n`` writes :math:`\bar p` into the parameters when
+       (:attr:`iterations` + 1) is a multiple of n, with :attr:`iterations` counted before
+       this call's update. :meth:`finalize_variable_values` writes the averages into the
+       parameters at the end of training.
 
     The named optimizers in :mod:`optimlab.optim` are subclasses that fix the chain and the
     defaults; this class also builds new ones directly::
@@ -105,6 +135,11 @@ class Optimizer(torch.optim.Optimizer):
         decoupled_weight_decay: decoupled (AdamW-style) instead of coupled L2 decay.
         clipnorm, global_clipnorm, clipvalue: clipping thresholds (> 0) or None.
         gradient_accumulation_steps: k ≥ 1 micro-batches per update.
+        use_ema: keep the EMA of the weights (Keras' option; see 7. above).
+        ema_momentum: μ in [0, 1] of that average (Keras' default 0.99).
+        ema_overwrite_frequency: n ≥ 1, or None (or 0, as Keras) to write the averages into
+            the parameters only when :meth:`finalize_variable_values` is called.
+        loss_scale_factor: s > 0 (finite) or None: divide every gradient by s (see 1. above).
         nonfinite: ``"ignore"``, ``"skip"`` or ``"raise"``.
         state_dtype: keep the optimizer state in this dtype (e.g. ``torch.float32`` for
             bfloat16 parameters) and compute the update in it; None: the parameter's dtype.
@@ -127,6 +162,10 @@ class Optimizer(torch.optim.Optimizer):
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int = 1,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
         nonfinite: str = "ignore",
         state_dtype: torch.dtype | None = None,
         foreach: bool | None = None,
@@ -151,6 +190,7 @@ class Optimizer(torch.optim.Optimizer):
                 or gradient_accumulation_steps < 1):
             raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps!r} must "
                              f"be an integer >= 1")
+        _check_keras_options(use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor)
         if state_dtype is not None and not (isinstance(state_dtype, torch.dtype)
                                             and state_dtype.is_floating_point):
             raise ValueError(f"state_dtype={state_dtype!r} must be a floating torch.dtype or None")
@@ -166,6 +206,11 @@ class Optimizer(torch.optim.Optimizer):
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.nonfinite = nonfinite
+        self.use_ema, self.ema_momentum = use_ema, ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency or None
+        self.loss_scale_factor = loss_scale_factor
+        #: updates made (Keras' ``optimizer.iterations``: accumulating calls do not count).
+        self.iterations = 0
         #: how many steps the ``"skip"`` policy has skipped.
         self.skipped_steps = 0
         self._micro_step = 0
@@ -207,9 +252,15 @@ class Optimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         self._validate(self.param_groups[-1])
 
+    #: flavor → {group key: allowed interval}: a flavor's checks beyond the chain's own.
+    FLAVOR_RANGES: Mapping[str, Mapping[str, str]] = {}
+
     def _validate(self, group: Mapping[str, Any]) -> None:
         for key, interval in _GROUP_RANGES.items():
             Interval.parse(interval).check(key, group[key])
+        for key, interval in self.FLAVOR_RANGES.get(self.flavor, {}).items():
+            if hyper(group, key) is not None:
+                Interval.parse(interval).check(key, hyper(group, key))
         self.chain.validate(group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -220,9 +271,10 @@ class Optimizer(torch.optim.Optimizer):
                 group.setdefault(key, value)
 
     def state_dict(self) -> dict[str, Any]:
-        """torch's format, plus ``"optimlab"``: the accumulation and skip counters."""
+        """torch's format, plus ``"optimlab"``: the accumulation, skip and update counters."""
         state = super().state_dict()
-        state["optimlab"] = {"micro_step": self._micro_step, "skipped_steps": self.skipped_steps}
+        state["optimlab"] = {"micro_step": self._micro_step, "skipped_steps": self.skipped_steps,
+                             "iterations": self.iterations}
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -231,6 +283,7 @@ class Optimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._micro_step = extras.get("micro_step", 0)
         self.skipped_steps = extras.get("skipped_steps", 0)
+        self.iterations = extras.get("iterations", 0)
 
     def init_state(self) -> None:
         """Create every parameter's state as a first step would, without stepping (what
@@ -240,6 +293,8 @@ class Optimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.requires_grad:
                     init_state(self, p, hp)
+                if self.use_ema and EMA not in self.state[p]:
+                    self.state[p][EMA] = self._ema_buffer(p)
 
     def announce(self, message: str) -> None:
         """Warn once per optimizer about a fallback or a choice made for the user."""
@@ -265,7 +320,10 @@ class Optimizer(torch.optim.Optimizer):
             if g.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; use "
                                    f"a dense embedding (sparse=False) or torch.optim.SparseAdam")
+        if self.loss_scale_factor is not None:
+            torch._foreach_div_(grads, self.loss_scale_factor)
         if self.gradient_accumulation_steps > 1 and not self._accumulate():
+            self._average(updated=False)
             return loss
         engine = self._ready_engine()
         flat = engine.gradients()
@@ -278,7 +336,56 @@ class Optimizer(torch.optim.Optimizer):
             return loss
         self._clip(flat)
         engine.step()
+        self._average(updated=True)
         return loss
+
+    def scale_loss(self, loss: Any) -> Any:
+        """The loss multiplied by ``loss_scale_factor`` (unchanged without one), for the
+        backward pass; :meth:`step` divides the gradients by the factor again (as Keras)."""
+        return loss if self.loss_scale_factor is None else loss * self.loss_scale_factor
+
+    @torch.no_grad()
+    def finalize_variable_values(self) -> None:
+        """With ``use_ema``, write each parameter's moving average into it (Keras' method of
+        this name, which ``Model.fit`` calls after the last epoch); without, do nothing."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if EMA in self.state.get(p, {}):
+                    p.copy_(self.state[p][EMA])
+
+    def _ema_buffer(self, p: Tensor) -> Tensor:
+        dtype = self.state_dtype if self.state_dtype is not None and p.is_floating_point() \
+            else p.dtype
+        return p.detach().to(dtype, copy=True)
+
+    def _average(self, updated: bool) -> None:
+        """Count the update and, with ``use_ema``, update the moving averages as Keras'
+        ``_update_model_variables_moving_average``: μ̄ = μ in the average's dtype (0 before the
+        first update), p̄ ← μ̄·p̄ + (1 − μ̄)·p, then overwrite every ``ema_overwrite_frequency``."""
+        iterations = self.iterations  # Keras' count before this call's increment
+        self.iterations += updated
+        if not self.use_ema:
+            return
+        by_dtype: dict[torch.dtype, tuple[list[Tensor], list[Tensor]]] = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                if EMA not in state:
+                    state[EMA] = self._ema_buffer(p)
+                averages, values = by_dtype.setdefault(state[EMA].dtype, ([], []))
+                averages.append(state[EMA])
+                values.append(p.detach().to(state[EMA].dtype))
+        for dtype, (averages, values) in by_dtype.items():
+            if iterations == 0:
+                torch._foreach_copy_(averages, values)
+                continue
+            # μ rounded to the average's precision, as Keras casts it to the variable's dtype
+            mu = torch.tensor(self.ema_momentum, dtype=dtype.to_real())
+            torch._foreach_mul_(averages, mu.item())
+            torch._foreach_add_(averages, torch._foreach_mul(values, (1 - mu).item()))
+        frequency = self.ema_overwrite_frequency
+        if frequency and (iterations + 1) % frequency == 0:
+            self.finalize_variable_values()
 
     def _accumulate(self) -> bool:
         """Add this micro-batch's gradients; True (and ``.grad`` = the mean) on the k-th call."""

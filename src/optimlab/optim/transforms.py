@@ -348,15 +348,24 @@ class Momentum(Transform):
     hyperparameters = {"momentum": NONNEGATIVE, "dampening": UNIT}
     state = ("momentum_buffer",)
 
+    def __init__(self, nesterov_needs_momentum: bool = True):
+        #: torch's SGD refuses ``nesterov=True`` with μ = 0; Keras' allows it (plain SGD, as
+        #: the Nesterov term μv vanishes).
+        self.nesterov_needs_momentum = nesterov_needs_momentum
+
     def init(self, p, hp):
         return {"momentum_buffer": torch.zeros_like(p)} if hp.on("momentum") else {}
 
     def validate(self, group):
         super().validate(group)
-        if group.get("nesterov") and (group.get("momentum", 0) <= 0
-                                      or group.get("dampening", 0) != 0):
+        if not group.get("nesterov"):
+            return
+        if group.get("dampening", 0) != 0 or (self.nesterov_needs_momentum
+                                               and group.get("momentum", 0) <= 0):
+            needs = "momentum > 0 and dampening == 0" if self.nesterov_needs_momentum \
+                else "dampening == 0"
             raise ValueError(
-                f"nesterov=True requires momentum > 0 and dampening == 0, got "
+                f"nesterov=True requires {needs}, got "
                 f"momentum={group.get('momentum')!r}, dampening={group.get('dampening')!r}")
 
     def prepare(self, s, hp, step):

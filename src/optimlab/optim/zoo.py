@@ -33,6 +33,8 @@ BETAS = (0.9, 0.999)
 KERAS_EPS = 1e-7
 #: Keras applies weight decay decoupled, before the update: p ← p − η λ p.
 KERAS = {"decoupled_weight_decay": True, "eps": KERAS_EPS}
+#: a keyword left out (where an explicit None means something else than the default)
+_DEFAULT: Any = object()
 
 
 class SGD(Optimizer):
@@ -51,10 +53,12 @@ class SGD(Optimizer):
     optimizer fed by different data loaders.
 
     Defaults: torch ``lr=1e-3``; keras ``lr=0.01``. Others: ``momentum=0``, ``dampening=0``,
-    ``nesterov=False``, ``weight_decay=0``.
+    ``nesterov=False``, ``weight_decay=0``. The keras flavor checks as Keras does: ``momentum``
+    in [0, 1], and ``nesterov=True`` with ``momentum=0`` is allowed (it is plain SGD).
     """
 
     counts_steps = False  # torch's SGD keeps no "step" in its state
+    FLAVOR_RANGES = {"keras": {"momentum": "[0, 1]"}}  # Keras' SGD refuses momentum outside
 
     DEFAULTS = {
         "torch": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False},
@@ -70,8 +74,8 @@ class SGD(Optimizer):
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
-        if flavor == "keras":
-            return chain(LearningRate(), Momentum())
+        if flavor == "keras":  # Keras allows nesterov=True with momentum 0: plain SGD
+            return chain(LearningRate(), Momentum(nesterov_needs_momentum=False))
         return chain(Momentum(), LearningRate())
 
 
@@ -214,13 +218,25 @@ class AdamW(Adam):
     r"""Adam with decoupled weight decay: :math:`p \leftarrow p(1-\eta\lambda)` before the step.
 
     Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
-    Defaults as :class:`Adam`, with ``weight_decay=1e-2`` (torch) or ``4e-3`` (keras).
+    Defaults as :class:`Adam`, with ``weight_decay=1e-2`` (torch) or ``4e-3`` (keras); the
+    keras flavor refuses ``weight_decay=None``, as Keras' AdamW.
     """
 
     DEFAULTS = {
         "torch": {**Adam.DEFAULTS["torch"], "weight_decay": 1e-2, "decoupled_weight_decay": True},
         "keras": {**Adam.DEFAULTS["keras"], "weight_decay": 4e-3},
     }
+
+    def __init__(self, params, lr: float | None = None,
+                 betas: tuple[float, float] | None = None, eps: float | None = None,
+                 weight_decay: float | None = _DEFAULT, amsgrad: bool | None = None,
+                 **options: Any):
+        if weight_decay is None and options.get("flavor") == "keras":  # as Keras' AdamW
+            raise ValueError("weight_decay=None is not allowed for AdamW in the keras flavor "
+                             "(Keras raises): give a number >= 0, or leave it out for 0.004")
+        super().__init__(params, lr=lr, betas=betas, eps=eps,
+                         weight_decay=None if weight_decay is _DEFAULT else weight_decay,
+                         amsgrad=amsgrad, **options)
 
 
 class Adamax(Optimizer):
