@@ -7,6 +7,8 @@ decay, the EMA of the weights, flavors, hyper-parameter validation and the state
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -40,6 +42,13 @@ def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
 def _check_positive_or_none(name: str, value: Any) -> None:
     if value is not None:
         Interval.parse("(0, inf)").check(name, value)
+
+
+def _keywords(function: Callable) -> list[str]:
+    """The names ``function`` takes by keyword, but ``self`` and ``params``/``transforms``."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [name for name, p in inspect.signature(function).parameters.items()
+            if p.kind in kinds and name not in ("self", "params", "transforms")]
 
 
 def _check_keras_options(use_ema: Any, ema_momentum: Any, ema_overwrite_frequency: Any,
@@ -175,6 +184,11 @@ class Optimizer(torch.optim.Optimizer):
         **hyperparameters: Any,
     ):
         _check_choice("flavor", flavor, FLAVORS)
+        if transforms is None:
+            transforms = self.transforms(flavor)
+        self.chain: Chain = transforms if isinstance(transforms, Chain) else chain(*transforms)
+        self.flavor = flavor
+        self._check_keywords(hyperparameters)
         _check_choice("engine", engine, ENGINES)
         _check_choice("nonfinite", nonfinite, NONFINITE_POLICIES)
         for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
@@ -194,14 +208,11 @@ class Optimizer(torch.optim.Optimizer):
         if state_dtype is not None and not (isinstance(state_dtype, torch.dtype)
                                             and state_dtype.is_floating_point):
             raise ValueError(f"state_dtype={state_dtype!r} must be a floating torch.dtype or None")
-        for name, value in (("capturable", capturable), ("differentiable", differentiable)):
+        for name, value, why in (("capturable", capturable, "no CUDA-graph capture"),
+                                 ("differentiable", differentiable, "the step runs under no_grad")):
             if value:
-                raise ValueError(f"{name}={value!r} is not supported by optimlab optimizers; "
-                                 f"allowed: False")
-        if transforms is None:
-            transforms = self.transforms(flavor)
-        self.chain: Chain = transforms if isinstance(transforms, Chain) else chain(*transforms)
-        self.flavor = flavor
+                raise ValueError(f"{name}={value!r} is not supported by optimlab optimizers "
+                                 f"({why}); allowed: False")
         self.state_dtype = state_dtype
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.gradient_accumulation_steps = gradient_accumulation_steps
@@ -219,6 +230,7 @@ class Optimizer(torch.optim.Optimizer):
         self._engine = None
         defaults = {**_COMMON, **self.DEFAULTS.get(flavor, {})}
         defaults.update({k: v for k, v in hyperparameters.items() if v is not None})
+        self._validate(defaults)  # before looking at params, as torch.optim checks its arguments
         super().__init__(params, defaults)
 
     #: torch keeps a per-parameter ``"step"`` in the state of every optimizer but SGD.
@@ -246,6 +258,31 @@ class Optimizer(torch.optim.Optimizer):
         """The chain of this optimizer in the given flavor (subclasses override)."""
         raise TypeError(f"{cls.__name__} needs a chain of transforms: "
                         f"Optimizer(params, transforms=[...], **hyperparameters)")
+
+    def hyperparameter_names(self) -> list[str]:
+        """The hyper-parameters this optimizer takes by keyword besides the base options: a
+        named optimizer's own arguments (those of its ``__init__``); for a chain given directly,
+        the names its transforms read (ranges and switches) and the class's defaults. Both
+        with ``weight_decay``, ``decoupled_weight_decay`` and ``maximize``."""
+        if type(self).__init__ is not Optimizer.__init__:
+            names = _keywords(type(self).__init__)
+        else:
+            names = [*(key.partition(".")[0] for key in self.chain.hyperparameters),
+                     *self.chain.flags, *self.DEFAULTS.get(self.flavor, {})]
+        return list(dict.fromkeys([*names, *_COMMON]))
+
+    def _check_keywords(self, hyperparameters: Mapping[str, Any]) -> None:
+        """Refuse a keyword this optimizer does not take with a TypeError, as Python (and so
+        torch.optim) does for a misspelled one, naming the closest keyword it takes."""
+        names = self.hyperparameter_names()
+        for key in hyperparameters:
+            if key in names:
+                continue
+            close = difflib.get_close_matches(key, [*names, *_keywords(Optimizer.__init__)], n=1)
+            hint = (f"did you mean {close[0]!r}?" if close else
+                    f"it takes {', '.join(names)} and the options of optimlab.optim.Optimizer")
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword "
+                            f"argument {key!r}; {hint}")
 
     # ----------------------------------------------------------------- param groups and state
     def add_param_group(self, param_group: dict[str, Any]) -> None:

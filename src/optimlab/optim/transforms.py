@@ -160,8 +160,8 @@ class Interval:
         """Raise ``ValueError`` naming ``key``, its ``value`` and this range if it falls outside."""
         if isinstance(value, Tensor):
             if value.numel() != 1:
-                raise ValueError(f"{display(key)} must be a number, got a tensor of shape "
-                                 f"{tuple(value.shape)}")
+                raise ValueError(f"{display(key)} must be a number or a 1-element Tensor in "
+                                 f"{self}, got a Tensor of shape {tuple(value.shape)}")
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{display(key)}={value!r} must be a number in {self}")
@@ -190,6 +190,9 @@ class Transform:
     #: the names of every per-parameter buffer this transform may keep (torch's state names),
     #: fixed when it is constructed: a chain refuses two transforms that claim the same name.
     state: tuple[str, ...] = ()
+    #: the group keys read as on/off switches with ``hp.on`` (e.g. ``"amsgrad"``); with
+    #: :attr:`hyperparameters`, the keywords an optimizer built from the transform takes.
+    flags: tuple[str, ...] = ()
     #: True if ``update(k·u) = k·update(u)`` for a scalar k and the state does not depend on u:
     #: a pending scalar factor then passes through instead of costing a pass over the tensor.
     linear: bool = False
@@ -265,6 +268,10 @@ class Chain(Transform):
         for t in self.transforms:
             merged.update(t.hyperparameters)
         return merged
+
+    @property
+    def flags(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(key for t in self.transforms for key in t.flags))
 
     def init(self, p, hp):
         buffers: dict[str, Tensor] = {}
@@ -347,6 +354,7 @@ class Momentum(Transform):
 
     hyperparameters = {"momentum": NONNEGATIVE, "dampening": UNIT}
     state = ("momentum_buffer",)
+    flags = ("nesterov",)
 
     def __init__(self, nesterov_needs_momentum: bool = True):
         #: torch's SGD refuses ``nesterov=True`` with μ = 0; Keras' allows it (plain SGD, as
@@ -486,6 +494,7 @@ class Adapt(Transform):
 
     STATISTICS = ("ema", "sum", "max")
     linear = True
+    flags = ("centered", "amsgrad")
 
     def __init__(self, statistic: str = "ema", decay: str | None = "betas.1",
                  bias_correction: bool = False, eps: str = "after_root",
@@ -499,8 +508,9 @@ class Adapt(Transform):
         self.statistic, self.decay, self.bias_correction = statistic, decay, bias_correction
         self.eps, self.name, self.initial = eps, name, initial
         self.hyperparameters = {"eps": NONNEGATIVE}
-        if statistic != "sum":
-            self.hyperparameters[decay] = UNIT_OPEN if bias_correction else UNIT
+        if statistic != "sum":  # β < 1 for the maximum too, as torch's Adamax checks
+            self.hyperparameters[decay] = UNIT_OPEN if bias_correction or statistic == "max" \
+                else UNIT
         if initial is not None:
             self.hyperparameters[initial] = NONNEGATIVE
 

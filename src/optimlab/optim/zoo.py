@@ -13,6 +13,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from torch import Tensor
+
 from .ftrl import Ftrl
 from .optimizer import Optimizer
 from .transforms import (
@@ -203,6 +205,7 @@ class Adam(Optimizer):
                  betas: tuple[float, float] | None = None, eps: float | None = None,
                  weight_decay: float | None = None, amsgrad: bool | None = None,
                  **options: Any):
+        _check_tensor_arguments(lr, betas, options.get("foreach"), options.get("capturable"))
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, **options)
 
@@ -212,6 +215,25 @@ class Adam(Optimizer):
         return chain(AverageGradient("betas.0"),
                      Adapt("ema", "betas.1", bias_correction=True, eps=eps),
                      LearningRate())
+
+
+def _check_tensor_arguments(lr: Any, betas: Any, foreach: Any, capturable: Any) -> None:
+    """torch.optim.Adam's rules for Tensor arguments: ``betas`` both numbers or both Tensors,
+    and no Tensor ``lr`` or ``betas`` with ``foreach=True`` unless capturable (which the base
+    then refuses)."""
+    foreach = foreach and not capturable
+    if isinstance(lr, Tensor) and foreach:
+        raise ValueError(f"lr={lr!r} as a Tensor is not supported with foreach=True (nor by "
+                         f"torch.optim.Adam): give a float, or leave foreach out")
+    if not isinstance(betas, tuple | list):
+        return
+    tensors = [isinstance(beta, Tensor) for beta in betas]
+    if any(tensors) and not all(tensors):
+        raise ValueError(f"betas={tuple(betas)!r} mixes numbers and Tensors: give both as numbers "
+                         f"or both as 1-element Tensors (as torch.optim.Adam)")
+    if any(tensors) and foreach:
+        raise ValueError(f"betas={tuple(betas)!r} as Tensors are not supported with foreach=True "
+                         f"(nor by torch.optim.Adam): give numbers, or leave foreach out")
 
 
 class AdamW(Adam):
