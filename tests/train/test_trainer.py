@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
+import random
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +63,59 @@ def test_atomic_save_and_damaged_files(tmp_path):
                                                           "ckpt-0000000007.pt"]
     (tmp_path / "ckpt-0000000008.pt").write_bytes(b"garbage")
     assert load_latest(str(tmp_path)) == {"x": 3}
+
+
+def test_checkpoint_keeps_the_rng_states_and_loads_weights_only(tmp_path):
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+           "numpy": np.random.get_state()}
+    save_atomic({"rng": [rng], "model": {"w": torch.ones(2)}}, str(tmp_path), 1)
+    loaded = load_latest(str(tmp_path))["rng"][0]
+    assert torch.equal(loaded["torch"], rng["torch"]) and loaded["python"] == rng["python"]
+    assert loaded["numpy"][0] == "MT19937" and np.array_equal(loaded["numpy"][1], rng["numpy"][1])
+    np.random.set_state(loaded["numpy"])  # a state NumPy takes back
+
+
+class _Payload:
+    """Unpickling this calls os.mkdir(path): code run by merely opening the file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    directory, marker = tmp_path / "ckpt", tmp_path / "code-ran"
+    save_atomic({"x": 1}, str(directory), 1)
+    malicious = directory / "ckpt-0000000002.pt"
+    torch.save({"x": _Payload(str(marker))}, malicious)
+    with pytest.raises(pickle.UnpicklingError, match="is refused"):
+        load_latest(str(directory))  # an error, not a silent fall back to step 1
+    assert not marker.exists()
+    torch.load(malicious, weights_only=False)  # the payload is real: it runs when trusted
+    assert marker.exists()
+
+
+def test_save_makes_the_rename_durable(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync", stat.S_ISDIR(info.st_mode), info.st_ino))
+        fsync(fd)
+
+    def recording_replace(source, target):
+        events.append(("replace",))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    save_atomic({"x": 1}, str(tmp_path), 1)
+    renamed = events.index(("replace",))
+    assert any(e[0] == "fsync" and not e[1] for e in events[:renamed])  # the file's data
+    assert ("fsync", True, tmp_path.stat().st_ino) in events[renamed:]  # then its name
 
 
 class Scripted(torch.nn.Module):
