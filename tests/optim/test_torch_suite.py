@@ -265,6 +265,8 @@ def test_keyword_of_another_optimizer_raises_type_error():
         oo.SGD(_parameters(), clip_norm=1.0)
     with pytest.raises(TypeError, match="'lr_decay'"):  # Adagrad's, read by LearningRate
         oo.Adam(_parameters(), lr_decay=0.1)
+    with pytest.raises(TypeError, match="'lr_pow'; did you mean 'lr_power'"):
+        oo.Ftrl(_parameters(), lr_pow=-0.5)
 
 
 def test_chain_given_directly_takes_the_hyperparameters_its_transforms_read():

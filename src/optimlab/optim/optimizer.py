@@ -154,7 +154,8 @@ class Optimizer(torch.optim.Optimizer):
             bfloat16 parameters) and compute the update in it; None: the parameter's dtype.
         foreach, fused: accepted for drop-in compatibility with torch.optim; the engine decides.
         capturable, differentiable: accepted for compatibility; only ``False`` is supported.
-        **hyperparameters: the hyper-parameters the chain reads (``lr``, ``betas``, ...).
+        **hyperparameters: the hyper-parameters the chain reads (``lr``, ``betas``, ...; see
+            :meth:`hyperparameter_names`). Any other keyword is a ``TypeError``, as in torch.
     """
 
     #: flavor → default hyper-parameters; subclasses fill it in.
