@@ -38,10 +38,11 @@ def train(info, hp, engine, steps=30, dtype=torch.float64, params=None, data=Non
     return params, opt
 
 
+@pytest.mark.parametrize("engine", ["eager", "flat"])
 @pytest.mark.parametrize("info, hp", database_cases())
-def test_eager_equals_reference_float64(info, hp):
-    ours, opt = train(info, hp, "eager")
-    assert opt.engine == "eager"
+def test_eager_equals_reference_float64(info, hp, engine):
+    ours, opt = train(info, hp, engine)
+    assert opt.engine == engine
     expected, _ = train(info, hp, "reference")
     assert relative_error(flat(ours), flat(expected)) <= 1e-12
 
@@ -54,10 +55,18 @@ def test_compiled_equals_reference_float64(info, hp):
     assert relative_error(flat(ours), flat(expected)) <= 1e-12
 
 
+@pytest.mark.parametrize("info, hp", FIRST_SETS)
+def test_flat_compiled_equals_reference_float64(info, hp):
+    ours, opt = train(info, hp, "flat-compiled", steps=20)
+    assert opt.engine == "flat-compiled"
+    expected, _ = train(info, hp, "reference", steps=20)
+    assert relative_error(flat(ours), flat(expected)) <= 1e-12
+
+
 U32 = 2.0**-24  # unit roundoff of float32
 
 
-@pytest.mark.parametrize("engine", ["eager", "compiled"])
+@pytest.mark.parametrize("engine", ["eager", "compiled", "flat"])
 @pytest.mark.parametrize("info, hp", FIRST_SETS)
 def test_one_float32_step_within_the_rounding_bound(info, hp, engine):
     """From the same float32 state, one step of an engine and of the reference differ by at most
@@ -91,7 +100,8 @@ def test_one_float32_step_within_the_rounding_bound(info, hp, engine):
 
 
 @pytest.mark.parametrize("first, second", [("reference", "eager"), ("eager", "compiled"),
-                                           ("compiled", "reference"), ("eager", "reference")])
+                                           ("compiled", "reference"), ("eager", "reference"),
+                                           ("flat", "eager"), ("eager", "flat")])
 @pytest.mark.parametrize("name", ["Adam-torch", "NAdam-torch", "RMSprop-torch"])
 def test_state_dict_moves_between_engines(name, first, second):
     info, hp = next(c.values for c in FIRST_SETS if c.id.startswith(name))
@@ -127,25 +137,49 @@ def _steps(model, opt, n, hook=None, seed=1):
         opt.step()
 
 
-def test_flat_engine_state_params_and_grads_are_views_of_one_buffer():
+def _storages(tensors):
+    return {t.untyped_storage().data_ptr() for t in tensors}
+
+
+@pytest.mark.parametrize("engine", ["reference", "eager", "compiled"])
+def test_default_engines_leave_parameters_and_gradients_alone(engine):
+    """The user's tensors stay the user's: storage, dtype, layout and identity of every parameter
+    and of the gradients autograd made are unchanged by a step; the state is torch's."""
     model = _model()
-    opt = oo.Adam(model.parameters(), lr=0.01, engine="eager")
+    params = list(model.parameters())
+    before = [(p.data_ptr(), p.dtype, p.stride()) for p in params]
+    opt = oo.Adam(model.parameters(), lr=0.01, engine=engine)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 5)).pow(2).sum().backward()
+        grads = [p.grad for p in params]
+        opt.step()
+        assert all(p.grad is g for p, g in zip(params, grads, strict=True))
+    assert [(p.data_ptr(), p.dtype, p.stride()) for p in params] == before
+    assert len(_storages(params)) == len(params)
+    assert all(opt.state[p]["exp_avg"].shape == p.shape for p in params)
+
+
+def test_flat_engine_puts_parameters_and_gradients_in_one_buffer():
+    """engine="flat" (opt-in): one storage for the parameters, one for the gradients; zero_grad
+    keeps torch's meaning (None by default, zeros in place with set_to_none=False)."""
+    model = _model()
+    opt = oo.Adam(model.parameters(), lr=0.01, engine="flat")
     _steps(model, opt, 2)
-    (bucket,) = opt._engine.buckets
-    base = bucket.param.data_ptr()
-    end = base + bucket.param.numel() * bucket.param.element_size()
-    for p in model.parameters():
-        assert base <= p.data_ptr() < end
-        assert p.grad._base is bucket.grad
-        assert opt.state[p]["exp_avg"]._base is bucket.buffers["exp_avg"]
-    opt.zero_grad()
-    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    params = list(model.parameters())
+    assert len(_storages(params)) == 1
+    assert len(_storages([p.grad for p in params])) == 1
+    assert len(_storages([opt.state[p]["exp_avg"] for p in params])) == 1
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in params)
     model(torch.randn(3, 5)).sum().backward()  # backward accumulates into the buffer
-    assert bucket.grad.abs().sum() > 0
+    assert len(_storages([p.grad for p in params])) == 1
+    opt.zero_grad()
+    assert all(p.grad is None for p in params)
     assert opt.state_dict()["state"][0]["exp_avg"].shape == model[0].weight.shape
 
 
-@pytest.mark.parametrize("engine", ["eager", "compiled"])
+@pytest.mark.parametrize("engine", ["eager", "compiled", "flat", "flat-compiled"])
 def test_replaced_parameters_and_none_grads_still_step_correctly(engine):
     def hook(i):
         if i == 2:
@@ -176,18 +210,28 @@ def test_complex_parameters_fall_back_to_reference_with_one_warning():
             opt.zero_grad()
             ((p.abs() ** 2).sum() + (q**2).sum()).backward()
             opt.step()
-    assert opt.state[p]["step"].item() == 3 and len(opt._engine.buckets) == 1
+    assert opt.state[p]["step"].item() == 3 and opt.state[q]["step"].item() == 3
+
+
+def _first_step(opt):
+    for group in opt.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    opt.step()
+    return opt.engine
 
 
 def test_auto_picks_eager_for_small_and_compiled_for_large_models(monkeypatch):
     small = oo.Adam([torch.nn.Parameter(torch.zeros(10))])
-    assert small.engine == "eager"
+    assert small.engine == "auto"  # decided at the first step, when the parameters exist
+    assert _first_step(small) == "eager"
     big = [torch.nn.Parameter(torch.zeros(engines.COMPILE_THRESHOLD))]
     monkeypatch.setattr(engines, "compiler_available", lambda device: None)
-    assert oo.Adam(big).engine == "compiled"
+    monkeypatch.setattr(engines.CompiledEngine, "run", lambda *args: None)
+    assert _first_step(oo.Adam(big)) == "compiled"
     monkeypatch.setattr(engines, "compiler_available", lambda device: "no C++ compiler found")
     with pytest.warns(UserWarning, match="engine='auto' uses eager: no C\\+\\+ compiler"):
-        assert oo.Adam(big).engine == "eager"
+        assert _first_step(oo.Adam(big)) == "eager"
 
 
 @pytest.mark.parametrize("engine", ["reference", "eager", "compiled"])
