@@ -363,11 +363,8 @@ class PackedEngine:
             state, fresh = init_state(opt, p, hp)
             if reason is None and any(state[k].shape != p.shape for k in keys):
                 reason = "state not shaped like its parameter"
-            if reason is None and not p.is_contiguous() and p.numel() > CHUNK:
-                reason = None if self.flat else "large non-contiguous"
-                if reason:
-                    plan.loose.append(p)
-                    continue
+            if reason is None and not p.is_contiguous() and (self.flat or p.numel() > CHUNK):
+                reason = "non-contiguous (e.g. channels_last)"  # its layout is kept
             if reason is not None:
                 opt.announce(f"engine={self.name!r}: {reason} parameters run on the reference "
                              f"engine")

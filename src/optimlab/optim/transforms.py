@@ -87,7 +87,7 @@ class Hyper:
         value = hyper(self.values, key)
         if value is None:
             raise KeyError(key)
-        return value.item() if isinstance(value, Tensor) else value  # torch uses the value
+        return value.item() if isinstance(value, Tensor) else value
 
     def __contains__(self, key: str) -> bool:
         if self.flags is not None:

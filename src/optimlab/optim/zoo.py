@@ -107,6 +107,7 @@ class Adagrad(Optimizer):
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
                          **options)
+        self.init_state()  # torch's Adagrad creates its state (step 0, the sum) at construction
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
