@@ -375,7 +375,7 @@ class PackedEngine:
             members.setdefault(key, []).append((p, state))
         for key, pairs in members.items():
             cohort = Cohort([p for p, _ in pairs], [s for _, s in pairs], key[-1], scalars)
-            cohort.packs = [Pack(*zip(*part), keys, self.flat)
+            cohort.packs = [Pack([p for p, _ in part], [s for _, s in part], keys, self.flat)
                             for part in self._split(pairs)]
             plan.cohorts.append(cohort)
         return plan
