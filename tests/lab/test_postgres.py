@@ -1,6 +1,9 @@
 """Sweeps shared through a real PostgreSQL server (``.ci/run`` starts one with .ci/postgres and
 sets OPTIMLAB_TEST_POSTGRES): three independent ``optimlab compare`` commands complete one
-sweep with no run lost or duplicated, and one killed mid-run leaves it to the others."""
+sweep with no run lost or duplicated, and one killed mid-run leaves it to the others.
+
+As in test_store.py, nothing here depends on the machine's speed: a run failed because a live
+worker's heartbeat came late is allowed, as long as every run completes exactly once."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from collections import Counter
 import pytest
 from optuna.trial import TrialState
 
-from .test_store import PLANNED, _cli, _studies
+from .test_store import HANG, PLANNED, _cli, _studies
 
 URL = os.environ.get("OPTIMLAB_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(
@@ -44,6 +47,10 @@ def _trials(url):
     return [t for store in _studies(url) for t in store._trials()]
 
 
+def _state(url, trial_id):
+    return next(t.state for t in _trials(url) if t._trial_id == trial_id)
+
+
 def _workers(url, count):
     return [subprocess.Popen(_cli("--storage", url, "--report", "none"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -52,7 +59,7 @@ def _workers(url, count):
 
 def _finish(procs):
     for proc in procs:
-        _, err = proc.communicate(timeout=600)
+        _, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 0, err.decode()[-2000:]
 
 
@@ -64,27 +71,35 @@ def _done_once(url):
 def test_three_workers_share_one_sweep(database):
     _finish(_workers(database, 3))
     _done_once(database)
-    assert {t.state for t in _trials(database)} == {TrialState.COMPLETE}  # no trial wasted
+    assert {t.state for t in _trials(database)} <= {TrialState.COMPLETE, TrialState.FAIL}
 
 
 def test_a_worker_killed_mid_run_leaves_the_sweep_to_the_others(database):
     procs = _workers(database, 3)
-    deadline, victim = time.time() + 300, None
+    pids = {proc.pid: proc for proc in procs}
+    deadline, victim, killed = time.time() + HANG, None, None
     while time.time() < deadline and victim is None:
         time.sleep(0.2)
         try:
             trials = _trials(database)
         except Exception:  # the schema is being created
             continue
-        done = sum(t.state == TrialState.COMPLETE for t in trials)
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if done >= 3 and running == 3:  # every worker is inside a run
-            victim = procs[0]
-    assert victim is not None, "the workers never ran three runs at once"
+        if sum(t.state == TrialState.COMPLETE for t in trials) < 3:
+            continue
+        for t in trials:  # a worker inside a run (the store records "host:pid")
+            pid = int(t.user_attrs.get("worker", ":0").rpartition(":")[2])
+            if t.state != TrialState.RUNNING or pid not in pids:
+                continue
+            os.kill(pid, signal.SIGSTOP)  # frozen: is it still inside that run?
+            if _state(database, t._trial_id) == TrialState.RUNNING:
+                victim, killed = pids[pid], t._trial_id
+                break
+            os.kill(pid, signal.SIGCONT)  # it finished the run meanwhile: look again
+    assert victim is not None, "no worker was ever seen inside a run"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    _finish(procs[1:])
+    _finish([proc for proc in procs if proc is not victim])
     _done_once(database)
     # the killed worker's run went stale (failed by its missing heartbeat) and was re-run
-    failed = [t.user_attrs["key"] for t in _trials(database) if t.state == TrialState.FAIL]
-    assert len(failed) == 1
+    states = {t._trial_id: t.state for t in _trials(database)}
+    assert states[killed] == TrialState.FAIL

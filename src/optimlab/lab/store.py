@@ -5,8 +5,14 @@ machines.
 A coordinator *plans* runs by enqueueing them as waiting trials (each a key and its settings);
 any number of workers pop them with Optuna's atomic ``ask`` and store each result with the
 trial. Workers send heartbeats: a trial whose worker died (SIGKILL included) is failed after the
-grace period and re-enqueued by Optuna's ``RetryFailedTrialCallback``, so re-running the same
-command finishes the sweep with every planned run done exactly once.
+grace period and re-enqueued by Optuna's ``RetryHeartbeatStaleTrialCallback``, so re-running the
+same command finishes the sweep with every planned run done exactly once.
+
+The timings (:data:`HEARTBEAT`, :data:`GRACE`) are generous: a live worker's heartbeat may come
+late — a loaded machine delays its thread, another process holds the database's lock, and
+SQLite's timestamps have one-second resolution — and must not pass for a dead worker's. Should
+one still do so, nothing is lost or done twice: the late worker's result is dropped (Optuna
+refuses to complete a failed trial) and the re-enqueued copy is run once.
 
 Several commands, on one machine or several, may share a sweep (``--storage postgresql://…``):
 each plans under the database's own lock (a PostgreSQL advisory lock; an exclusive lock on a
@@ -18,11 +24,39 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Store", "run_key", "study_name"]
+__all__ = ["Store", "run_key", "study_name", "HEARTBEAT", "GRACE"]
+
+#: seconds between a worker's heartbeats.
+HEARTBEAT = 2
+#: seconds without a heartbeat after which a running trial is its dead worker's: 15 heartbeats,
+#: so that only a worker stalled for half a minute is mistaken for a dead one (and even then
+#: nothing is lost, see the module's docstring); a sweep re-run after a crash waits this long
+#: for the crashed run.
+GRACE = 30
+
+
+def _storage_class():
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    class Storage(RDBStorage):
+        """Optuna's RDBStorage, whose ``ask`` records the trial's first heartbeat at once: a
+        worker killed between taking a trial and its heartbeat thread's first beat would
+        otherwise leave a running trial that no heartbeat check ever fails."""
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            changed = super().set_trial_state_values(trial_id, state, values)
+            if changed and state == TrialState.RUNNING and self.heartbeat_interval:
+                self.record_heartbeat(trial_id)
+            return changed
+
+    return Storage
 
 
 def study_name(kind: str, *config) -> str:
@@ -41,14 +75,17 @@ class Store:
     Args:
         url: SQLAlchemy URL; ``sqlite:///path.db`` for a file.
         study: the sweep's name (the same command → the same name → resume).
-        heartbeat: seconds between a worker's heartbeats; a trial silent for 2× that is stale.
+        heartbeat: seconds between a worker's heartbeats.
+        grace: seconds without a heartbeat after which a running trial is failed and its run
+            re-enqueued.
     """
 
-    def __init__(self, url: str, study: str, *, heartbeat: int = 1):
+    def __init__(self, url: str, study: str, *, heartbeat: int = HEARTBEAT,
+                 grace: int = GRACE):
         import warnings
 
         import optuna
-        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
@@ -58,9 +95,9 @@ class Store:
             try:
                 with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    self.storage = RDBStorage(
+                    self.storage = _storage_class()(
                         url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                        grace_period=2 * heartbeat,
+                        grace_period=grace,
                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                             max_retry=None))
                 self.study = optuna.create_study(study_name=study, storage=self.storage,
@@ -74,7 +111,7 @@ class Store:
             except Exception as error:
                 raise ConnectionError(f"cannot open storage {url!r}: "
                                       f"{type(error).__name__}: {error}") from None
-        self.url, self.name, self.heartbeat = url, study, heartbeat
+        self.url, self.name, self.heartbeat, self.grace = url, study, heartbeat, grace
 
     def _trials(self, *states):
         from optuna.trial import TrialState
@@ -133,23 +170,40 @@ class Store:
 
     def work(self, execute: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Pop and execute waiting runs until none is left; returns how many this worker did.
-        ``execute(run)`` returns the result dict (its ``final_test`` is the trial's value)."""
+        ``execute(run)`` returns the result dict (its ``final_test`` is the trial's value).
+        Each trial records its worker as ``"host:pid"`` in the ``worker`` user attribute."""
         import optuna
+        from optuna.trial import TrialState
 
         done = [0]
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        last: dict[str, Any] = {"trial": None, "executed": False}
 
         def objective(trial: optuna.Trial) -> float:
             if "run" not in trial.user_attrs:  # the queue was empty: a fresh trial
                 trial.study.stop()
                 raise optuna.TrialPruned()
+            last.update(trial=trial._trial_id, executed=False)
+            trial.set_user_attr("worker", worker)
             result = execute(json.loads(trial.user_attrs["run"]))
+            last["executed"] = True
             trial.set_user_attr("result", json.dumps(result))
             done[0] += 1
             value = result.get("final_test", float("inf"))
             return value if value < 1e300 else 1e300
 
-        self.study.optimize(objective, n_trials=None, catch=())
-        return done[0]
+        while True:
+            try:
+                self.study.optimize(objective, n_trials=None, catch=())
+                return done[0]
+            except Exception:
+                # the run went well but its trial was failed meanwhile, as stale (a heartbeat
+                # later than the grace period) and re-enqueued: the copy is the one that counts,
+                # and Optuna refuses to store this result; any other error is raised
+                if not (last["executed"] and self.storage.get_trial(last["trial"]).state
+                        == TrialState.FAIL):
+                    raise
+                last.update(trial=None, executed=False)
 
     def results(self) -> dict[str, dict[str, Any]]:
         """key → result of every completed run."""
