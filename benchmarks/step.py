@@ -5,8 +5,8 @@ optimizer, optimlab's engines run beside torch.optim's for-loop, foreach and fus
 same algorithm and beside torch's fused Adam, all in this run, each configuration in a fresh
 process (for its peak memory). A bandwidth reference (an in-place kernel moving as many bytes as
 the step must) gives each step's fraction of the machine's limit. Also measured: the compiled
-engine's cold start for a 100-tensor model with an empty compile cache, and warm in a second
-process that reuses the cache. Nothing here asserts timings.
+engine's cold start for 100- and 1,000-tensor models with an empty compile cache, and warm in a
+second process that reuses the cache. Nothing here asserts timings.
 
     python benchmarks/step.py                 # the full run (minutes)
     python benchmarks/step.py --quick         # small sizes, a smoke test
@@ -41,7 +41,7 @@ ALGORITHMS = {
     "ftrl": (None, {"lr": 1e-3}, 2),
 }
 TORCH_FUSED = {"SGD", "Adagrad", "Adam", "AdamW"}
-ENGINES = ("reference", "eager", "compiled")
+ENGINES = ("reference", "eager", "compiled", "flat", "flat-compiled")
 
 
 def shapes(case: str, quick: bool) -> list[int]:
@@ -160,9 +160,10 @@ def in_subprocess(spec: dict, env: dict | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cold_start(device: str, quick: bool) -> dict:
-    """First compiled step of a 100-tensor Adam with an empty cache, then with the cache warm."""
-    sizes = [1000] * (20 if quick else 100)
+def cold_start(device: str, tensors: int) -> dict:
+    """First compiled step of an Adam over ``tensors`` tensors of 1,000 elements with an empty
+    compile cache, then in a second process with the cache warm."""
+    sizes = [1000] * tensors
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
         spec = {"impl": "compiled", "algorithm": "adam", "sizes": sizes, "device": device,
@@ -239,10 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         results["cases"][case] = {"tensors": len(sizes), "parameters": n,
                                   "bandwidth_bytes_per_s": bw,
                                   "torch_fused_adam_seconds": adam_fused["seconds"], "rows": rows}
-    results["compile"] = cold_start(args.device, args.quick)
-    print(f"compile: cold {results['compile']['cold_seconds']:.2f} s, warm cache "
-          f"{results['compile']['warm_seconds']:.2f} s "
-          f"({results['compile']['tensors']} tensors, first step)", flush=True)
+    results["compile"] = [cold_start(args.device, tensors)
+                          for tensors in ((20,) if args.quick else (100, 1000))]
+    for row in results["compile"]:
+        print(f"compile: cold {row['cold_seconds']:.2f} s, warm cache "
+              f"{row['warm_seconds']:.2f} s ({row['tensors']} tensors, first step)", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
