@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+import operator
 import os
 import shutil
 import sys
@@ -217,19 +218,14 @@ class Pack:
         self.n = sum(self.sizes)
         self.dtype, self.device = params[0].dtype, params[0].device
         self.buffers: dict[str, Tensor] = {}
-        self.views: list[tuple[dict, str, Tensor]] = []
         for key in keys:
-            tensors = [state[key] for state in states]
-            buffer = _tiled(tensors)
-            if buffer is None:  # pack them: the optimizer owns its state
-                buffer = torch.cat([t.reshape(-1) for t in tensors])
-                for state, view in zip(states, self._split(buffer), strict=True):
-                    state[key] = view
-            self.buffers[key] = buffer
-            self.views.extend((state, key, state[key]) for state in states)
+            self.buffers[key] = _pack([state[key] for state in states], states, key, self.sizes)
+        self.views = _views(states, keys)
         self.param = self.grad = None
+        self._gather: tuple[int, list[Tensor], list[Tensor]] | None = None
         if flat:
             self._adopt()
+        self.pointers = [p.data_ptr() for p in self.params]
 
     def _split(self, buffer: Tensor) -> list[Tensor]:
         return [piece.view(p.shape) for piece, p in
@@ -245,18 +241,13 @@ class Pack:
         self.param = param
         self.grad = torch.zeros_like(param)
         self.grad_views = self._split(self.grad)
-        self.pointers = [p.data_ptr() for p in self.params]
 
     def valid(self, state: Mapping) -> bool:
-        """Nothing changed since the pack was made: same parameters (dtype, size, device, and
-        storage for flat packs), same state dicts and buffers."""
-        for p, size, own in zip(self.params, self.sizes, self.states, strict=True):
-            if (p.dtype != self.dtype or p.numel() != size or p.device != self.device
-                    or state.get(p) is not own):
-                return False
-        if self.param is not None and [p.data_ptr() for p in self.params] != self.pointers:
-            return False
-        return all(own.get(key) is view for own, key, view in self.views)
+        """Nothing changed since the pack was made: the same parameter storage (a conversion,
+        ``.to()`` or ``p.data = ...`` makes a new one), state dicts and buffers."""
+        return ([p.data_ptr() for p in self.params] == self.pointers
+                and all(map(operator.is_, map(state.get, self.params), self.states))
+                and _unchanged(self.views))
 
     def operands(self, scratch: Callable[[int, torch.dtype], tuple[Tensor, Tensor]]):
         """This step's (param, grad) as 1-D tensors and a function that writes the parameters
@@ -272,37 +263,69 @@ class Pack:
             if p.is_contiguous() and g.is_contiguous():
                 return p.view(-1), g.view(-1), None
         param, grad = scratch(self.n, self.dtype)
-        torch.cat([p.reshape(-1) for p in self.params], out=param)
-        torch.cat([p.grad.reshape(-1) for p in self.params], out=grad)
+        if self._gather is None or self._gather[0] != (param.data_ptr(), grad.data_ptr()):
+            self._gather = ((param.data_ptr(), grad.data_ptr()), self._split(param),
+                            self._split(grad))
+        _, params, grads = self._gather
+        torch._foreach_copy_(params, self.params)
+        torch._foreach_copy_(grads, [p.grad for p in self.params])
 
         def write_back():
-            torch._foreach_copy_(self.params, self._split(param))
+            torch._foreach_copy_(self.params, params)
         return param, grad, write_back
+
+
+def _pack(tensors: list[Tensor], states: list[dict], key: str, sizes: list[int]) -> Tensor:
+    """The 1-D buffer that ``tensors`` (``state[key]`` of each state, of ``sizes`` elements)
+    tile: their own storage if they already do, else a new one they are re-pointed into."""
+    buffer = _tiled(tensors)
+    if buffer is None:  # pack them: the optimizer owns its state
+        buffer = torch.cat([t.reshape(-1) for t in tensors])
+        for state, t, piece in zip(states, tensors, buffer.split(sizes), strict=True):
+            state[key] = piece.view(t.shape)
+    return buffer
+
+
+def _views(states: list[dict], keys: list[str]) -> tuple[list, list, list]:
+    """(dicts, keys, tensors): what each ``state[key]`` is now, for :func:`_unchanged`."""
+    pairs = [(state, key) for key in keys for state in states]
+    return ([s for s, _ in pairs], [k for _, k in pairs], [s[k] for s, k in pairs])
+
+
+def _unchanged(views: tuple[list, list, list]) -> bool:
+    """Every ``state[key]`` is still the tensor :func:`_views` saw (nothing reset or loaded)."""
+    dicts, keys, tensors = views
+    return all(map(operator.is_, map(dict.get, dicts, keys), tensors))
 
 
 class Cohort:
     """Parameters of one group with the same device, dtypes and scalar state (step count...):
-    one set of per-step coefficients serves them all."""
+    one set of per-step coefficients serves them all. Their 0-d state (``step``,
+    ``mu_product``) is packed too, one element each, so that counting a step is one addition."""
 
     def __init__(self, params: list[Tensor], states: list[dict], fresh: bool,
                  scalars: list[str]):
         self.params, self.states, self.fresh, self.scalars = params, states, fresh, scalars
         self.packs: list[Pack] = []
+        ones = [1] * len(states)
+        self.buffers = {key: _pack([s[key] for s in states], states, key, ones)
+                        for key in scalars}
+        self.views = _views(states, scalars)
 
     def advance(self, opt: Optimizer) -> float:
         """Count the step for every member; t for :meth:`Transform.prepare`."""
         if opt.counts_steps:
-            torch._foreach_add_([s["step"] for s in self.states], 1)
-            return self.states[0]["step"].item()
+            steps = self.buffers["step"]
+            steps.add_(1)
+            return steps[0].item()
         fresh, self.fresh = self.fresh, False
         return 1 if fresh else math.inf
 
     def share(self) -> None:
         """Copy the representative's scalar state (updated by ``prepare``) to the others."""
-        first, rest = self.states[0], self.states[1:]
-        for key in self.scalars:
-            if key != "step" and rest:
-                torch._foreach_copy_([s[key] for s in rest], [first[key]] * len(rest))
+        for key, buffer in self.buffers.items():
+            if key != "step" and len(buffer) > 1:
+                buffer[1:] = buffer[0]
 
 
 class GroupPlan:
@@ -317,7 +340,8 @@ class GroupPlan:
         return (state is self.state and len(active) == len(self.active)
                 and all(a is b for a, b in zip(active, self.active, strict=True))
                 and flags == self.flags
-                and all(pack.valid(state) for c in self.cohorts for pack in c.packs))
+                and all(_unchanged(c.views) and all(pack.valid(state) for pack in c.packs)
+                        for c in self.cohorts))
 
 
 class PackedEngine:
@@ -363,6 +387,9 @@ class PackedEngine:
             state, fresh = init_state(opt, p, hp)
             if reason is None and any(state[k].shape != p.shape for k in keys):
                 reason = "state not shaped like its parameter"
+            if reason is None and not all(torch.is_tensor(state[k]) and state[k].dim() == 0
+                                          for k in scalars):
+                reason = "scalar state that is not a 0-d tensor"
             if reason is None and not p.is_contiguous() and (self.flat or p.numel() > CHUNK):
                 reason = "non-contiguous (e.g. channels_last)"  # its layout is kept
             if reason is not None:
@@ -371,7 +398,7 @@ class PackedEngine:
                 plan.loose.append(p)
                 continue
             key = (p.device, p.dtype, tuple(state[k].dtype for k in keys),
-                   tuple(state[k].item() for k in scalars), fresh and not opt.counts_steps)
+                   tuple((state[k].item(), state[k].dtype) for k in scalars), fresh and not opt.counts_steps)
             members.setdefault(key, []).append((p, state))
         for key, pairs in members.items():
             cohort = Cohort([p for p, _ in pairs], [s for _, s in pairs], key[-1], scalars)
@@ -502,7 +529,23 @@ def _raise_recompile_limits() -> None:
 
 
 def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) -> Callable:
-    """One kernel for up to :data:`SLOTS` pieces: ``(param, grad, buffers)`` each, any size."""
+    """One kernel for up to :data:`SLOTS` pieces: ``(param, grad, buffers)`` each, any size;
+    shared by every optimizer whose chain, flags and state dtype are equal (transforms are
+    configuration only), so a second optimizer of the same kind compiles nothing."""
+    return _kernel(repr(chain), tuple(sorted(flags.items())), dtype, chain)
+
+
+_KERNELS: dict[tuple, Callable] = {}
+
+
+def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain) -> Callable:
+    kernel = _KERNELS.get((key, flags, dtype))
+    if kernel is None:
+        kernel = _KERNELS[(key, flags, dtype)] = _compile(chain, dict(flags), dtype)
+    return kernel
+
+
+def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) -> Callable:
     _raise_recompile_limits()
 
     def fused(pieces, scalars, values, coefficients):
@@ -577,30 +620,45 @@ class CompiledEngine(PackedEngine):
                          for k, v in d.items()} for i, d in enumerate(c)]
         values = {k: numbers[k] for k in values}
         padding = self._padding(signature, first)
-        for start in range(0, len(pieces), SLOTS):
-            batch = pieces[start:start + SLOTS]
-            operands, writes = [], []
-            for slot, pack in enumerate(batch):
-                self._device = pack.device
-                param, grad, write_back = pack.operands(self.scratch(slot))
-                operands.append((param, grad, pack.buffers))
-                if write_back is not None:
-                    writes.append(write_back)
-            operands.extend([padding] * (SLOTS - len(batch)))
-            kernel(operands, scalars, values, coefficients)
-            for write_back in writes:
-                write_back()
+        batch: list[tuple] = []
+        writes: list[Callable] = []
+        for pack in pieces:  # large packs in slices of a piece each (cache-sized on CPU)
+            self._device = pack.device
+            param, grad, write_back = pack.operands(self.scratch(len(writes)))
+            if write_back is not None:  # a gathered pack is at most one piece
+                writes.append(write_back)
+            size = self.piece if pack.device.type == "cpu" else pack.n
+            bounds = [*range(0, pack.n, size), pack.n]
+            if bounds[-1] - bounds[-2] == 1:  # a 1-element tail would specialise the kernel
+                bounds[-2] -= 1
+            for a, b in zip(bounds, bounds[1:]):
+                batch.append((param[a:b], grad[a:b],
+                              {k: v[a:b] for k, v in pack.buffers.items()}))
+                if len(batch) == SLOTS:
+                    self._call(kernel, batch, padding, writes, scalars, values, coefficients)
+        if batch:
+            self._call(kernel, batch, padding, writes, scalars, values, coefficients)
 
-    def _padding(self, signature: tuple, pack: Pack) -> tuple:
-        """A 2-element dummy piece that fills the unused slots of the last call."""
+    @staticmethod
+    def _call(kernel, batch, padding, writes, scalars, values, coefficients) -> None:
+        """Run the kernel on a full batch (padded with dummies), write gathered packs back."""
+        kernel(batch + padding[len(batch):], scalars, values, coefficients)
+        for write_back in writes:
+            write_back()
+        batch.clear()
+        writes.clear()
+
+    def _padding(self, signature: tuple, pack: Pack) -> list[tuple]:
+        """2-element dummy pieces, one per slot (distinct, so no slot aliases another), that
+        fill the unused slots of a call."""
         padding = self.padding.get(signature)
         if padding is None:
             def dummy(like):
                 return torch.zeros(2, dtype=like.dtype, device=like.device)
-            padding = self.padding[signature] = (
-                torch.zeros(2, dtype=pack.dtype, device=pack.device),
-                torch.zeros(2, dtype=pack.dtype, device=pack.device),
-                {k: dummy(v) for k, v in pack.buffers.items()})
+            padding = self.padding[signature] = [
+                (torch.zeros(2, dtype=pack.dtype, device=pack.device),
+                 torch.zeros(2, dtype=pack.dtype, device=pack.device),
+                 {k: dummy(v) for k, v in pack.buffers.items()}) for _ in range(SLOTS)]
         return padding
 
 
