@@ -55,12 +55,14 @@ if TYPE_CHECKING:
     from .optimizer import Optimizer
 
 __all__ = ["apply_update", "init_state", "make_engine", "ReferenceEngine", "PackedEngine",
-           "ENGINE_NAMES", "CHUNK", "COMPILE_THRESHOLD", "SLOTS"]
+           "ENGINE_NAMES", "CHUNK", "COMPILE_THRESHOLD", "SLOTS", "STACK"]
 
 #: elements per piece on CPU: a few such slices of every buffer fit in the L2 cache.
 CHUNK = 1 << 17
 #: a parameter at least this large is a piece of its own; smaller ones are gathered together.
 SINGLE = CHUNK // 4
+#: elements of a stack of same-shaped tensors (chains of ``scope = "tensor"``) updated together.
+STACK = 1 << 22
 #: pieces per call of the compiled kernel (fewer calls, one compilation).
 SLOTS = 8
 #: ``engine="auto"`` compiles models with at least this many elements (compiling costs seconds).
@@ -74,6 +76,20 @@ def scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
+def preprocess(p: Tensor, g: Tensor, hp: Hyper, dtype: torch.dtype | None
+               ) -> tuple[Tensor, Tensor]:
+    """The parameter and gradient as the chain sees them: in ``dtype`` (the optimizer's
+    ``state_dtype``) if given, the gradient negated with ``maximize`` and with coupled (L2)
+    weight decay added. The parameter is a copy when converted, else ``p`` itself."""
+    if dtype is not None and p.dtype != dtype:
+        p, g = p.to(dtype), g.to(dtype)
+    if hp.on("maximize"):
+        g = -g
+    if hp.on("weight_decay") and not hp.on("decoupled_weight_decay"):
+        g = g + hp["weight_decay"] * p
+    return p, g
+
+
 def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp: Hyper,
                  c: list, dtype: torch.dtype | None = None) -> None:
     """The elementwise part of every step: ``maximize``, weight decay, the chain, p ← p − u.
@@ -83,15 +99,9 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
     computed in that precision and rounded once into the parameter.
     """
     target = p
-    if dtype is not None and p.dtype != dtype:
-        p, g = p.to(dtype), g.to(dtype)
-    if hp.on("maximize"):
-        g = -g
-    if hp.on("weight_decay"):
-        if hp.on("decoupled_weight_decay"):
-            p.mul_(1 - hp["lr"] * hp["weight_decay"])
-        else:
-            g = g + hp["weight_decay"] * p
+    p, g = preprocess(p, g, hp, dtype)
+    if hp.on("weight_decay") and hp.on("decoupled_weight_decay"):
+        p.mul_(1 - hp["lr"] * hp["weight_decay"])
     u, scale = chain.update(g, g, s, p, hp, c)
     if scale is None:
         p.sub_(u)
@@ -101,6 +111,12 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
         p.add_(u, alpha=-scale)
     if target is not p:
         target.copy_(p)
+
+
+def add_totals(totals: dict[str, Tensor], shares: Mapping[str, Tensor]) -> None:
+    """Sum a global reduction's shares (:meth:`Transform.reduce`) into ``totals``."""
+    for key, value in shares.items():
+        totals[key] = totals[key] + value if key in totals else value
 
 
 def init_state(opt: Optimizer, p: Tensor, hp: Hyper) -> tuple[dict[str, Any], bool]:
@@ -123,7 +139,7 @@ def init_state(opt: Optimizer, p: Tensor, hp: Hyper) -> tuple[dict[str, Any], bo
 
 def chain_keys(opt: Optimizer, hp: Hyper) -> set[str]:
     """The state keys the chain creates with these hyper-parameters."""
-    return set(opt.chain.init(torch.zeros(2), hp))
+    return set(opt.chain.init(torch.zeros(2, device="meta"), hp))
 
 
 def advance(opt: Optimizer, state: dict[str, Any], fresh: bool) -> float:
@@ -136,17 +152,29 @@ def advance(opt: Optimizer, state: dict[str, Any], fresh: bool) -> float:
     return 1 if fresh else math.inf
 
 
-class _RealView(dict):
-    """A complex parameter's state seen through ``torch.view_as_real``; writes go through."""
+class _StateView(dict):
+    """A parameter's state as the chain sees it (each tensor through ``to``); writes go back to
+    the state through ``back``."""
 
-    def __init__(self, state: dict[str, Tensor]):
-        super().__init__({k: torch.view_as_real(v) if torch.is_tensor(v) and v.is_complex()
-                          else v for k, v in state.items()})
-        self._state = state
+    def __init__(self, state: dict[str, Any], to: Callable, back: Callable):
+        super().__init__({k: to(v) if torch.is_tensor(v) else v for k, v in state.items()})
+        self._state, self._back = state, back
 
     def __setitem__(self, key: str, value: Tensor) -> None:
         super().__setitem__(key, value)
-        self._state[key] = value
+        self._state[key] = self._back(value)
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _stack_of_one(t: Tensor) -> Tensor:
+    return t if t.dim() == 0 else t.unsqueeze(0)
+
+
+def _unstack(t: Tensor) -> Tensor:
+    return t if t.dim() == 0 else t.squeeze(0)
 
 
 class ReferenceEngine:
@@ -166,21 +194,50 @@ class ReferenceEngine:
         opt = self.optimizer
         for group in opt.param_groups:
             hp = Hyper(group)
-            for p in group["params"]:
-                if p.grad is not None:
-                    self.update(opt, hp, p)
+            opt.chain.begin(group)
+            started = [self.start(opt, hp, p) for p in group["params"] if p.grad is not None]
+            if opt.chain.reduces:
+                totals: dict[str, Tensor] = {}
+                for operands in started:
+                    self.reduce(opt, hp, *operands, totals)
+                opt.chain.combine(group, totals)
+            for operands in started:
+                self.finish(opt, hp, *operands)
 
     @staticmethod
-    def update(opt: Optimizer, hp: Hyper, p: Tensor) -> None:
+    def start(opt: Optimizer, hp: Hyper, p: Tensor) -> tuple[Tensor, Tensor, Mapping, float]:
+        """Create ``p``'s state if new and count the step; returns what the chain works on:
+        (parameter, gradient, state, t), seen as the chain's scope needs them."""
         state, fresh = init_state(opt, p, hp)
         step = advance(opt, state, fresh)
         g = p.grad
         view: Mapping[str, Tensor] = state
         if isinstance(p, DTensor):  # the math is elementwise: each rank updates its own shard
+            if opt.chain.scope == "tensor":
+                raise ValueError(f"{type(opt).__name__} needs whole tensors: sharded DTensor "
+                                 f"parameters (FSDP2) are not supported")
             p, g = p.to_local(), g.to_local()
             view = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
         if p.is_complex():
-            p, g, view = torch.view_as_real(p), torch.view_as_real(g), _RealView(state)
+            if opt.chain.scope == "tensor":
+                raise ValueError(f"{type(opt).__name__} needs real tensors: complex parameters "
+                                 f"are not supported (split them with torch.view_as_real)")
+            p, g, view = _real(p), _real(g), _StateView(state, _real, lambda t: t)
+        if opt.chain.scope == "tensor":  # a stack of one tensor
+            p, g, view = p.unsqueeze(0), g.unsqueeze(0), _StateView(state, _stack_of_one,
+                                                                    _unstack)
+        return p, g, view, step
+
+    @staticmethod
+    def reduce(opt: Optimizer, hp: Hyper, p: Tensor, g: Tensor, view: Mapping, step: float,
+               totals: dict[str, Tensor]) -> None:
+        """This parameter's share of the chain's global reduction."""
+        p, g = preprocess(p, g, hp, opt.state_dtype)
+        add_totals(totals, opt.chain.reduce(g, view, p, hp))
+
+    @staticmethod
+    def finish(opt: Optimizer, hp: Hyper, p: Tensor, g: Tensor, view: Mapping,
+               step: float) -> None:
         c = opt.chain.prepare(view, hp, step)
         apply_update(opt.chain, p, g, view, hp, c, opt.state_dtype)
 
@@ -210,16 +267,21 @@ def _tiled(tensors: list[Tensor]) -> Tensor | None:
 class Pack:
     """Parameters of one cohort updated together: their state as flat 1-D buffers (views of
     which are ``optimizer.state[p][key]``) and, per step, their parameters and gradients as 1-D
-    operands (views where the storage allows, else gathered into scratch and copied back)."""
+    operands (views where the storage allows, else gathered into scratch and copied back).
 
-    def __init__(self, params: list[Tensor], states: list[dict], keys: list[str], flat: bool):
-        self.params, self.states = params, states
+    ``stacked`` (for chains of ``scope = "tensor"``): the parameters have one shape, and every
+    operand and buffer is a stack of them, shaped (B, *shape), instead of 1-D."""
+
+    def __init__(self, params: list[Tensor], states: list[dict], keys: list[str], flat: bool,
+                 stacked: bool = False):
+        self.params, self.states, self.stacked = params, states, stacked
         self.sizes = [p.numel() for p in params]
         self.n = sum(self.sizes)
         self.dtype, self.device = params[0].dtype, params[0].device
         self.buffers: dict[str, Tensor] = {}
         for key in keys:
-            self.buffers[key] = _pack([state[key] for state in states], states, key, self.sizes)
+            buffer = _pack([state[key] for state in states], states, key)
+            self.buffers[key] = self._stack(buffer, states[0][key].shape)
         self.views = _views(states, keys)
         self.param = self.grad = None
         self._gather: tuple[int, list[Tensor], list[Tensor]] | None = None
@@ -230,6 +292,10 @@ class Pack:
     def _split(self, buffer: Tensor) -> list[Tensor]:
         return [piece.view(p.shape) for piece, p in
                 zip(buffer.split(self.sizes), self.params, strict=True)]
+
+    def _stack(self, buffer: Tensor, shape: torch.Size) -> Tensor:
+        """A 1-D buffer as this pack's operands have it: itself, or (B, *shape) if stacked."""
+        return buffer.view(len(self.params), *shape) if self.stacked else buffer
 
     def _adopt(self) -> None:
         """Flat engines: re-point the parameters and gradients into flat buffers."""
@@ -260,6 +326,8 @@ class Pack:
             return self.param, self.grad, None
         if len(self.params) == 1:
             p, g = self.params[0], self.params[0].grad
+            if self.stacked:
+                return p.unsqueeze(0), g.unsqueeze(0), None
             if p.is_contiguous() and g.is_contiguous():
                 return p.view(-1), g.view(-1), None
         param, grad = scratch(self.n, self.dtype)
@@ -272,16 +340,18 @@ class Pack:
 
         def write_back():
             torch._foreach_copy_(self.params, params)
-        return param, grad, write_back
+        shape = self.params[0].shape
+        return self._stack(param, shape), self._stack(grad, shape), write_back
 
 
-def _pack(tensors: list[Tensor], states: list[dict], key: str, sizes: list[int]) -> Tensor:
-    """The 1-D buffer that ``tensors`` (``state[key]`` of each state, of ``sizes`` elements)
-    tile: their own storage if they already do, else a new one they are re-pointed into."""
+def _pack(tensors: list[Tensor], states: list[dict], key: str) -> Tensor:
+    """The 1-D buffer that ``tensors`` (``state[key]`` of each state) tile: their own storage
+    if they already do, else a new one they are re-pointed into."""
     buffer = _tiled(tensors)
     if buffer is None:  # pack them: the optimizer owns its state
         buffer = torch.cat([t.reshape(-1) for t in tensors])
-        for state, t, piece in zip(states, tensors, buffer.split(sizes), strict=True):
+        pieces = buffer.split([t.numel() for t in tensors])
+        for state, t, piece in zip(states, tensors, pieces, strict=True):
             state[key] = piece.view(t.shape)
     return buffer
 
@@ -307,9 +377,7 @@ class Cohort:
                  scalars: list[str]):
         self.params, self.states, self.fresh, self.scalars = params, states, fresh, scalars
         self.packs: list[Pack] = []
-        ones = [1] * len(states)
-        self.buffers = {key: _pack([s[key] for s in states], states, key, ones)
-                        for key in scalars}
+        self.buffers = {key: _pack([s[key] for s in states], states, key) for key in scalars}
         self.views = _views(states, scalars)
 
     def advance(self, opt: Optimizer) -> float:
@@ -377,40 +445,61 @@ class PackedEngine:
         opt = self.optimizer
         hp = Hyper(group)
         plan = GroupPlan(group, active, flags, opt.state)
-        probe = opt.chain.init(torch.zeros(2), hp)
-        keys = sorted(k for k, v in probe.items() if v.dim() == 1)
-        scalars = sorted({k for k, v in probe.items() if v.dim() == 0}
-                         | ({"step"} if opt.counts_steps else set()))
+        stacked = opt.chain.scope == "tensor"
+        layouts: dict[tuple, tuple[dict[str, Tensor], list[str], list[str]]] = {}
+
+        def layout(p: Tensor):
+            """The chain's state for a parameter like ``p`` (on the meta device): its shapes,
+            the buffers' names and the 0-d entries' names."""
+            shape = tuple(p.shape) if stacked else (2,)
+            if shape not in layouts:
+                probe = opt.chain.init(torch.zeros(shape, device="meta"), hp)
+                layouts[shape] = (probe, sorted(k for k, v in probe.items() if v.dim() > 0),
+                                  sorted({k for k, v in probe.items() if v.dim() == 0}
+                                         | ({"step"} if opt.counts_steps else set())))
+            return layouts[shape]
+
         members: dict[tuple, list[tuple[Tensor, dict]]] = {}
         for p in active:
             reason = _per_tensor_only(p)
             state, fresh = init_state(opt, p, hp)
-            if reason is None and any(state[k].shape != p.shape for k in keys):
+            probe, keys, scalars = layout(p)
+            if reason is None and any(
+                    state[k].shape != (probe[k].shape if stacked else p.shape) for k in keys):
                 reason = "state not shaped like its parameter"
             if reason is None and not all(torch.is_tensor(state[k]) and state[k].dim() == 0
                                           for k in scalars):
                 reason = "scalar state that is not a 0-d tensor"
-            if reason is None and not p.is_contiguous() and (self.flat or p.numel() > CHUNK):
+            if (reason is None and not stacked and not p.is_contiguous()
+                    and (self.flat or p.numel() > CHUNK)):
                 reason = "non-contiguous (e.g. channels_last)"  # its layout is kept
             if reason is not None:
                 opt.announce(f"engine={self.name!r}: {reason} parameters run on the reference "
                              f"engine")
                 plan.loose.append(p)
                 continue
-            key = (p.device, p.dtype, tuple(state[k].dtype for k in keys),
-                   tuple((state[k].item(), state[k].dtype) for k in scalars), fresh and not opt.counts_steps)
+            key = (p.device, p.dtype, tuple(p.shape) if stacked else None,
+                   tuple(state[k].dtype for k in keys),
+                   tuple((state[k].item(), state[k].dtype) for k in scalars),
+                   fresh and not opt.counts_steps)
             members.setdefault(key, []).append((p, state))
         for key, pairs in members.items():
+            _, keys, scalars = layout(pairs[0][0])
             cohort = Cohort([p for p, _ in pairs], [s for _, s in pairs], key[-1], scalars)
-            cohort.packs = [Pack([p for p, _ in part], [s for _, s in part], keys, self.flat)
-                            for part in self._split(pairs)]
+            cohort.packs = [Pack([p for p, _ in part], [s for _, s in part], keys,
+                                 self.flat and not stacked, stacked)
+                            for part in self._split(pairs, stacked)]
             plan.cohorts.append(cohort)
         return plan
 
-    def _split(self, pairs: list[tuple[Tensor, dict]]) -> list[list]:
-        """A cohort's members in pieces: a large parameter alone, small ones together."""
-        if self.flat:
+    def _split(self, pairs: list[tuple[Tensor, dict]], stacked: bool) -> list[list]:
+        """A cohort's members in pieces: a large parameter alone, small ones together (stacks
+        of one shape: up to :data:`STACK` elements together)."""
+        if self.flat and not stacked:
             return [pairs]
+        if stacked:
+            count = max(1, STACK // max(1, pairs[0][0].numel()))
+            return [pairs[i:i + count] for i in range(0, len(pairs), count)]
         parts, small, size = [], [], 0
         for pair in pairs:
             n = pair[0].numel()
@@ -460,26 +549,55 @@ class PackedEngine:
         self._current = None
         for plan in plans:
             hp = Hyper(plan.group)
-            for cohort in plan.cohorts:
-                step = cohort.advance(opt)
+            opt.chain.begin(plan.group)
+            steps = [cohort.advance(opt) for cohort in plan.cohorts]
+            loose = [ReferenceEngine.start(opt, hp, p) for p in plan.loose]
+            if opt.chain.reduces:
+                totals: dict[str, Tensor] = {}
+                for cohort in plan.cohorts:
+                    self.reduce(cohort, hp, totals)
+                for operands in loose:
+                    ReferenceEngine.reduce(opt, hp, *operands, totals)
+                opt.chain.combine(plan.group, totals)
+            for cohort, step in zip(plan.cohorts, steps, strict=True):
                 c = opt.chain.prepare(cohort.states[0], hp, step)
                 cohort.share()
                 scalars = {k: cohort.states[0][k] for k in cohort.scalars}
                 self.run(cohort, hp, c, scalars)
-            for p in plan.loose:
-                ReferenceEngine.update(opt, hp, p)
+            for operands in loose:
+                ReferenceEngine.finish(opt, hp, *operands)
+
+    def pieces(self, pack: Pack, param: Tensor, grad: Tensor) -> list[tuple]:
+        """A pack's operands as (param, grad, buffers) pieces: slices of at most
+        :attr:`piece` elements on CPU (cache-sized; never a 1-element tail after a longer
+        slice), the whole pack on an accelerator, a stack whole."""
+        if pack.stacked:
+            return [(param, grad, pack.buffers)]
+        size = self.piece if pack.device.type == "cpu" else pack.n
+        bounds = [*range(0, pack.n, size), pack.n]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+            bounds[-2] -= 1
+        return [(param[a:b], grad[a:b], {k: v[a:b] for k, v in pack.buffers.items()})
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def reduce(self, cohort: Cohort, hp: Hyper, totals: dict[str, Tensor]) -> None:
+        """The first pass of the chain's global reduction over a cohort's pieces."""
+        opt = self.optimizer
+        scalars = {k: cohort.states[0][k] for k in cohort.scalars}
+        for pack in cohort.packs:
+            self._device = pack.device
+            param, grad, _ = pack.operands(self.scratch(0))  # the parameters are not changed
+            for p, g, buffers in self.pieces(pack, param, grad):
+                p, g = preprocess(p, g, hp, opt.state_dtype)
+                add_totals(totals, opt.chain.reduce(g, {**buffers, **scalars}, p, hp))
 
     def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
         chain, dtype = self.optimizer.chain, self.optimizer.state_dtype
         for pack in cohort.packs:
             self._device = pack.device
             param, grad, write_back = pack.operands(self.scratch(0))
-            size = self.piece if pack.device.type == "cpu" else pack.n
-            for a in range(0, pack.n, size):
-                b = min(a + size, pack.n)
-                s = {k: v[a:b] for k, v in pack.buffers.items()}
-                s.update(scalars)
-                apply_update(chain, param[a:b], grad[a:b], s, hp, c, dtype)
+            for p, g, buffers in self.pieces(pack, param, grad):
+                apply_update(chain, p, g, {**buffers, **scalars}, hp, c, dtype)
             if write_back is not None:
                 write_back()
 
@@ -622,18 +740,13 @@ class CompiledEngine(PackedEngine):
         padding = self._padding(signature, first)
         batch: list[tuple] = []
         writes: list[Callable] = []
-        for pack in pieces:  # large packs in slices of a piece each (cache-sized on CPU)
+        for pack in pieces:
             self._device = pack.device
             param, grad, write_back = pack.operands(self.scratch(len(writes)))
             if write_back is not None:  # a gathered pack is at most one piece
                 writes.append(write_back)
-            size = self.piece if pack.device.type == "cpu" else pack.n
-            bounds = [*range(0, pack.n, size), pack.n]
-            if bounds[-1] - bounds[-2] == 1:  # a 1-element tail would specialise the kernel
-                bounds[-2] -= 1
-            for a, b in zip(bounds, bounds[1:]):
-                batch.append((param[a:b], grad[a:b],
-                              {k: v[a:b] for k, v in pack.buffers.items()}))
+            for piece in self.pieces(pack, param, grad):
+                batch.append(piece)
                 if len(batch) == SLOTS:
                     self._call(kernel, batch, padding, writes, scalars, values, coefficients)
         if batch:

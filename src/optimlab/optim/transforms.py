@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "per_tensor",
     "Transform",
     "Chain",
     "chain",
@@ -174,15 +175,60 @@ UNIT = "[0, 1]"
 UNIT_OPEN = "[0, 1)"
 
 
+REDUCTIONS = ("sum", "mean", "norm", "max")
+
+
+def per_tensor(x: Tensor, reduction: str = "sum", like: Tensor | None = None) -> Tensor:
+    """A reduction of each tensor of a stack (``scope = "tensor"``), shaped (B, 1, …, 1) with
+    as many dimensions as ``like`` (default ``x``) so that it broadcasts against it:
+    ``u / per_tensor(u, "norm")`` normalizes every tensor of the stack by its own norm.
+    ``reduction``: one of :data:`REDUCTIONS` (``"norm"`` is the L2 norm, ``"max"`` of values)."""
+    flat = x.reshape(x.shape[0], -1)
+    if reduction == "sum":
+        out = flat.sum(1)
+    elif reduction == "mean":
+        out = flat.mean(1)
+    elif reduction == "norm":
+        out = torch.linalg.vector_norm(flat, dim=1)
+    elif reduction == "max":
+        out = flat.amax(1)
+    else:
+        raise ValueError(f"reduction={reduction!r} is not one of {REDUCTIONS}")
+    return out.view(-1, *([1] * ((x if like is None else like).dim() - 1)))
+
+
 class Transform:
     """One idea of an update rule.
 
     Subclasses set :attr:`hyperparameters` (group key → allowed interval), declare the names of
     their buffers in :attr:`state` and create them in :meth:`init`, compute the step's scalar
     coefficients (bias corrections, schedules; 0-d state) in :meth:`prepare`, and implement
-    :meth:`update` elementwise on plain tensors, mutating buffers in place. :meth:`prepare` runs
-    once per step outside any kernel, so a fused kernel does no scalar work per element;
-    :meth:`update` may run on any slice of a flat buffer.
+    :meth:`update` on plain tensors, mutating buffers in place. :meth:`prepare` runs once per
+    step outside any kernel, so a fused kernel does no scalar work per element.
+
+    What :meth:`update` is given depends on :attr:`scope`:
+
+    * ``"element"`` (the default): any slice of the flattened tensors; the math is elementwise.
+    * ``"tensor"``: whole tensors as the user shaped them, as a *stack*: ``u``, ``g``, ``p`` and
+      every buffer have a leading dimension over B tensors of the same shape (B = 1 in the
+      reference engine), so per-tensor reductions (norms, trust ratios) are
+      :func:`per_tensor` and matrix work (``u @ u.mT``) is batched. Buffers may have
+      any shape but 0-d (:meth:`init` gets the unstacked parameter), e.g. Adafactor's row and
+      column statistics.
+
+    0-d state (``step``, NAdam's ``mu_product``) is scalar state in every scope: parameters
+    whose scalar state is equal are stepped together, so it may change only in
+    :meth:`prepare`, which runs once for all of them.
+
+    Two optional hooks reach past one parameter, for the param group as a whole:
+
+    * :meth:`begin` runs once per group and step before any parameter, and may update group
+      entries: group-level state kept in the param group, as the authors' packages of
+      Schedule-Free and Prodigy keep theirs (so it is in ``state_dict()["param_groups"]``).
+    * :meth:`reduce` and :meth:`combine` are a global reduction over all the group's
+      parameters: a first pass calls ``reduce`` on every parameter (or piece of one) with a
+      gradient and sums the 0-d tensors it returns; ``combine(group, totals)`` then updates
+      group entries; the usual pass (:meth:`prepare`, :meth:`update`) follows.
     """
 
     #: group key → allowed interval, e.g. ``{"betas.0": "[0, 1)"}``; used to validate groups.
@@ -196,6 +242,22 @@ class Transform:
     #: True if ``update(k·u) = k·update(u)`` for a scalar k and the state does not depend on u:
     #: a pending scalar factor then passes through instead of costing a pass over the tensor.
     linear: bool = False
+    #: ``"element"`` or ``"tensor"``: what :meth:`update` may assume (see the class docstring).
+    scope: str = "element"
+    #: True if the transform implements :meth:`reduce` and :meth:`combine`.
+    reduces: bool = False
+
+    def begin(self, group: dict) -> None:
+        """Once per param group and step, before any parameter: update group-level state."""
+
+    def reduce(self, g: Tensor, s: State, p: Tensor, hp: Hyper) -> dict[str, Tensor]:
+        """First pass of a global reduction: this parameter's (or piece's) share of the sums,
+        as 0-d tensors; may update buffers (it runs once per parameter and step). ``g`` is the
+        gradient after the optimizer's preprocessing, as :meth:`update` gets it."""
+        return {}
+
+    def combine(self, group: dict, totals: dict[str, Tensor]) -> None:
+        """After :meth:`reduce` on every parameter of the group: the summed ``totals``."""
 
     def init(self, p: Tensor, hp: Hyper) -> dict[str, Tensor]:
         """The buffers this transform keeps for parameter ``p`` (torch's state names)."""
@@ -272,6 +334,30 @@ class Chain(Transform):
     @property
     def flags(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(dict.fromkeys(key for t in self.transforms for key in t.flags))
+
+    @property
+    def scope(self) -> str:  # type: ignore[override]
+        return "tensor" if any(t.scope == "tensor" for t in self.transforms) else "element"
+
+    @property
+    def reduces(self) -> bool:  # type: ignore[override]
+        return any(t.reduces for t in self.transforms)
+
+    def begin(self, group):
+        for t in self.transforms:
+            t.begin(group)
+
+    def reduce(self, g, s, p, hp) -> dict[str, Tensor]:
+        """Every reducing transform's sums, keyed ``"{index}.{name}"``."""
+        return {f"{i}.{k}": v for i, t in enumerate(self.transforms) if t.reduces
+                for k, v in t.reduce(g, s, p, hp).items()}
+
+    def combine(self, group, totals):
+        for i, t in enumerate(self.transforms):
+            if t.reduces:
+                prefix = f"{i}."
+                t.combine(group, {k[len(prefix):]: v for k, v in totals.items()
+                                  if k.startswith(prefix)})
 
     def init(self, p, hp):
         buffers: dict[str, Tensor] = {}
