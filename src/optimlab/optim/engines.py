@@ -301,6 +301,14 @@ class Pack:
         """Flat engines: re-point the parameters and gradients into flat buffers."""
         param = _tiled([p.data for p in self.params])
         if param is None:
+            shared = [tuple(p.shape) for p in self.params if p.is_shared()]
+            if shared:  # a new storage in this process: other processes would not see it
+                raise RuntimeError(
+                    f"engine='flat'/'flat-compiled' would re-point {len(shared)} parameters in "
+                    f"shared memory (share_memory(), Hogwild), of shapes {shared[:3]}"
+                    f"{'...' if len(shared) > 3 else ''}, into a new buffer of this process: "
+                    f"their updates would no longer reach the other processes. Use "
+                    f"engine='eager' or engine='compiled', which update parameters in place")
             param = torch.cat([p.detach().reshape(-1) for p in self.params])
             for p, view in zip(self.params, self._split(param), strict=True):
                 p.data = view
