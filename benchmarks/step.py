@@ -1,9 +1,14 @@
-"""Optimizer step time and peak memory: every optimlab optimizer and engine against torch.optim.
+"""Optimizer step time and peak memory: every optimlab optimizer and engine against torch.optim
+and the other reference implementations of the same algorithm.
 
-Cases: (a) 16M float32 parameters in 64 tensors, (b) 2,000 tensors of 1K–10K elements. For each
-optimizer, optimlab's engines run beside torch.optim's for-loop, foreach and fused versions of the
-same algorithm and beside torch's fused Adam, all in this run, each configuration in a fresh
-process (for its peak memory). A bandwidth reference (an in-place kernel moving as many bytes as
+Cases: (a) 16M float32 parameters in 64 matrices of 512×512, (b) 2,000 matrices of 1K–10K
+elements (64 columns). For each optimizer, optimlab's engines run beside torch.optim's for-loop,
+foreach and fused versions of the same algorithm, the authors' packages and the compile-first
+libraries that have it (heavyball, pytorch-optimizer, schedulefree, prodigyopt,
+adabelief-pytorch; see :data:`PACKAGES`), and beside torch's fused Adam, all in this run, each
+configuration in a fresh process (for its peak memory). For Muon and SOAP it also reports how much
+of the step is matrix work (torch.profiler) and its FLOP rate against a plain ``torch.mm`` of the
+same shapes. A bandwidth reference (an in-place kernel moving as many bytes as
 the step must) gives each step's fraction of the machine's limit. Also measured: the compiled
 engine's cold start for 100- and 1,000-tensor models with an empty compile cache, and warm in a
 second process that reuses the cache. Nothing here asserts timings.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -39,27 +45,92 @@ ALGORITHMS = {
     "nadam": ("NAdam", {"lr": 1e-3}, 2),
     "nadamax": (None, {"lr": 1e-3}, 2),
     "ftrl": (None, {"lr": 1e-3}, 2),
+    "radam": ("RAdam", {"lr": 1e-3}, 2),
+    "rprop": ("Rprop", {"lr": 1e-3}, 2),
+    "asgd": ("ASGD", {"lr": 1e-3}, 1),
+    "adafactor": ("Adafactor", {"lr": 1e-2}, 1),
+    "muon": ("Muon", {"lr": 1e-3}, 1),
+    "lion": (None, {"lr": 1e-4}, 1),
+    "lamb": (None, {"lr": 1e-3}, 2),
+    "lars": (None, {"lr": 1e-3}, 1),
+    "yogi": (None, {"lr": 1e-3}, 2),
+    "adopt": (None, {"lr": 1e-3}, 2),
+    "ademamix": (None, {"lr": 1e-3}, 3),
+    "adabelief": (None, {"lr": 1e-3}, 2),
+    "soap": (None, {"lr": 3e-3}, 2),
+    "schedulefree_adamw": (None, {"lr": 2.5e-3}, 2),
+    "schedulefree_sgd": (None, {"lr": 1.0}, 1),
+    "prodigy": (None, {"lr": 1.0}, 4),
 }
+#: optimlab name → {label: ("module:Class", extra keyword arguments)}: the other reference
+#: implementations of the same algorithm, run with the same ``lr``.
+PACKAGES = {
+    "adam": {"heavyball": ("heavyball:AdamW", {"weight_decay": 0.0})},
+    "lion": {"pytorch-optimizer": ("pytorch_optimizer:Lion", {})},
+    "lamb": {"pytorch-optimizer": ("pytorch_optimizer:Lamb", {})},
+    "lars": {"pytorch-optimizer": ("pytorch_optimizer:LARS", {})},
+    "yogi": {"pytorch-optimizer": ("pytorch_optimizer:Yogi", {})},
+    "adopt": {"pytorch-optimizer": ("pytorch_optimizer:ADOPT", {}),
+              "heavyball": ("heavyball:ADOPT", {})},
+    "ademamix": {"pytorch-optimizer": ("pytorch_optimizer:AdEMAMix", {}),
+                 "heavyball": ("heavyball:AdEMAMix", {})},
+    "adabelief": {"adabelief-pytorch": ("adabelief_pytorch:AdaBelief",
+                                         {"print_change_log": False})},
+    "soap": {"pytorch-optimizer": ("pytorch_optimizer:SOAP", {}),
+             "heavyball": ("heavyball:SOAP", {})},
+    "muon": {"heavyball": ("heavyball:Muon", {})},
+    "schedulefree_adamw": {"schedulefree": ("schedulefree:AdamWScheduleFree", {}),
+                           "heavyball": ("heavyball:SFAdamW", {})},
+    "schedulefree_sgd": {"schedulefree": ("schedulefree:SGDScheduleFree", {})},
+    "prodigy": {"prodigyopt": ("prodigyopt:Prodigy", {})},
+}
+#: optimizers whose step is matrix work, for the matrix-share report.
+MATRIX = ("muon", "soap")
 TORCH_FUSED = {"SGD", "Adagrad", "Adam", "AdamW"}
 ENGINES = ("reference", "eager", "compiled", "flat", "flat-compiled")
 
 
-def shapes(case: str, quick: bool) -> list[int]:
+COLUMNS = 64  # of case (b)'s matrices
+
+
+def shapes(case: str, quick: bool) -> list[list[int]]:
+    """(a): 64 matrices of 512×512 (quick: 16 of 128×128); (b): 2,000 (quick: 100) matrices of
+    1K–10K elements, 64 columns each."""
     if case == "a":
-        total, count = (1 << 18, 16) if quick else (1 << 24, 64)
-        return [total // count] * count
+        side, count = (128, 16) if quick else (512, 64)
+        return [[side, side]] * count
     gen = torch.Generator().manual_seed(0)
     count = 100 if quick else 2000
-    return torch.randint(1000, 10001, (count,), generator=gen).tolist()
+    sizes = torch.randint(1000, 10001, (count,), generator=gen).tolist()
+    return [[max(1, n // COLUMNS), COLUMNS] for n in sizes]
 
 
-def bytes_per_step(sizes: list[int], state_buffers: int, element: int = 4) -> int:
+def numel(shape: list[int]) -> int:
+    return math.prod(shape)
+
+
+def bytes_per_step(shapes: list[list[int]], state_buffers: int, element: int = 4) -> int:
     """Read p, g and each state buffer; write p and each state buffer."""
-    return sum(sizes) * element * (3 + 2 * state_buffers)
+    return sum(map(numel, shapes)) * element * (3 + 2 * state_buffers)
 
 
 def make(impl: str, algorithm: str, params):
+    """The optimizer ``impl`` (an optimlab engine, ``torch-<mode>`` or a label of
+    :data:`PACKAGES`) of ``algorithm``, in train mode where it has one (Schedule-Free)."""
+    opt = _make(impl, algorithm, params)
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+    return opt
+
+
+def _make(impl: str, algorithm: str, params):
     torch_name, kwargs, _ = ALGORITHMS[algorithm]
+    if impl in PACKAGES.get(algorithm, {}):
+        import importlib
+
+        where, extra = PACKAGES[algorithm][impl]
+        module, _, name = where.partition(":")
+        return getattr(importlib.import_module(module), name)(params, **kwargs, **extra)
     if impl.startswith("torch-"):
         mode = impl.split("-", 1)[1]
         name = "Adam" if impl == "torch-fused-adam" else torch_name
@@ -105,13 +176,18 @@ def run_one(spec: dict) -> dict:
     """Time one configuration in this process (called in a fresh subprocess)."""
     torch.manual_seed(0)
     device = torch.device(spec["device"])
-    sizes = spec["sizes"]
-    params = [torch.nn.Parameter(torch.randn(n, device=device)) for n in sizes]
-    for p in params:
-        p.grad = torch.randn_like(p)
+    params = [torch.nn.Parameter(torch.randn(shape, device=device)) for shape in spec["sizes"]]
+    grads = [torch.randn_like(p) for p in params]
+
+    def feed():  # some libraries (heavyball) consume the gradients: give them back, untimed
+        for p, g in zip(params, grads, strict=True):
+            if p.grad is not g:
+                p.grad = g
+    feed()
     cuda = device.type == "cuda"
     opt = make(spec["impl"], spec["algorithm"], params)
     for _ in range(spec["warmup"]):
+        feed()
         opt.step()
     # memory beyond parameters and gradients: the state, plus what a step allocates and frees
     if cuda:
@@ -123,6 +199,7 @@ def run_one(spec: dict) -> dict:
         before = _status_bytes("VmRSS")
     times = []
     for _ in range(spec["repeats"]):
+        feed()
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -132,12 +209,56 @@ def run_one(spec: dict) -> dict:
         times.append(time.perf_counter() - start)
     transient = (torch.cuda.max_memory_allocated() if cuda else _status_bytes("VmHWM")) - before
     state = state_bytes(opt)
-    return {"seconds": statistics.median(times), "state_bytes": state,
-            "transient_bytes": max(transient, 0), "peak_extra_bytes": state + max(transient, 0),
-            "engine": getattr(opt, "engine", None)}
+    result = {"seconds": statistics.median(times), "state_bytes": state,
+              "transient_bytes": max(transient, 0), "peak_extra_bytes": state + max(transient, 0),
+              "engine": getattr(opt, "engine", None)}
+    if spec["algorithm"] in MATRIX:
+        result["matrix"] = matrix_work(opt, params, device)
+    return result
 
 
-def bandwidth(sizes: list[int], footprint: int, device: str, repeats: int) -> float:
+MATRIX_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::linalg_eigh",
+              "aten::_linalg_eigh", "aten::linalg_qr", "aten::linalg_householder_product")
+
+
+def matrix_work(opt, params, device: torch.device) -> dict:
+    """One step under torch.profiler: the share of its time in matrix operations, their FLOP
+    rate, and a plain ``torch.mm`` of each parameter's shape (X·Xᵀ) for comparison."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])
+    for p in params:  # the gradients of run_one, given back if consumed
+        if p.grad is None:
+            p.grad = torch.randn_like(p)
+    with profile(activities=activities, with_flops=True) as prof:
+        start = time.perf_counter()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        total = time.perf_counter() - start
+    events = [e for e in prof.key_averages() if e.key in MATRIX_OPS]
+    key = "device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    seconds = sum(getattr(e, key) for e in events) / 1e6
+    flops = sum(e.flops for e in events)
+    mats = [p.detach() for p in params if p.dim() == 2]
+    for x in mats[:2]:  # warm-up
+        torch.mm(x, x.T)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for x in mats:
+        torch.mm(x, x.T)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    mm_seconds = time.perf_counter() - start
+    mm_flops = sum(2 * x.shape[0] ** 2 * x.shape[1] for x in mats)
+    return {"share_of_step": seconds / total if total else None,
+            "flops_per_s": flops / seconds if seconds else None,
+            "mm_flops_per_s": mm_flops / mm_seconds if mm_seconds else None}
+
+
+def bandwidth(footprint: int, device: str, repeats: int) -> float:
     """Bytes/s of an in-place kernel (x ← x·a + b) reading and writing ``footprint`` bytes."""
     x = torch.randn(footprint // 8, device=device)
     times = []
@@ -163,7 +284,7 @@ def in_subprocess(spec: dict, env: dict | None = None) -> dict:
 def cold_start(device: str, tensors: int) -> dict:
     """First compiled step of an Adam over ``tensors`` tensors of 1,000 elements with an empty
     compile cache, then in a second process with the cache warm."""
-    sizes = [1000] * tensors
+    sizes = [[1000]] * tensors
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
         spec = {"impl": "compiled", "algorithm": "adam", "sizes": sizes, "device": device,
@@ -192,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                "torch": torch.__version__, "cases": {}}
     for case in args.cases.split(","):
         sizes = shapes(case, args.quick)
-        n = sum(sizes)
+        n = sum(map(numel, sizes))
         rows = []
 
         def run(impl, algorithm, sizes=sizes):
@@ -202,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
         adam_fused = run("torch-fused-adam", "adam")
         adam_bytes = bytes_per_step(sizes, 2)
-        bw = bandwidth(sizes, adam_bytes, args.device, repeats)
+        bw = bandwidth(adam_bytes, args.device, repeats)
         print(f"case {case}: {len(sizes)} tensors, {n:,} parameters; in-place kernel "
               f"{bw / 1e9:.1f} GB/s; torch fused Adam {adam_fused['seconds'] * 1e3:.2f} ms",
               flush=True)
@@ -210,14 +331,20 @@ def main(argv: list[str] | None = None) -> int:
         for algorithm in args.algorithms.split(","):
             torch_name, _, buffers = ALGORITHMS[algorithm]
             moved = bytes_per_step(sizes, buffers)
+            import optimlab.optim as oo
+
+            if algorithm not in oo.names():
+                print(f"  {algorithm:9s} not in optimlab's registry: skipped", flush=True)
+                continue
             impls = list(ENGINES)
-            if torch_name:
+            if torch_name and hasattr(torch.optim, torch_name):
                 impls += ["torch-forloop", "torch-foreach"]
                 if torch_name in TORCH_FUSED:
                     impls.append("torch-fused")
+            impls += list(PACKAGES.get(algorithm, {}))
             measured = {impl: run(impl, algorithm) for impl in impls}
-            torch_times = [m["seconds"] for k, m in measured.items()
-                           if k.startswith("torch") and "seconds" in m]
+            references = [m["seconds"] for k, m in measured.items()
+                          if k not in ENGINES and "seconds" in m]
             for impl, m in measured.items():
                 if "seconds" not in m:
                     print(f"  {algorithm:9s} {impl:14s} failed: {m.get('error')}", flush=True)
@@ -225,11 +352,16 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"case": case, "algorithm": algorithm, "impl": impl, **m,
                        "bytes": moved, "fraction_of_bandwidth": moved / m["seconds"] / bw,
                        "per_byte_vs_fused_adam": (m["seconds"] / moved) / adam_per_byte}
-                if torch_times:
-                    row["vs_fastest_torch"] = m["seconds"] / min(torch_times)
+                if references:
+                    row["vs_fastest_reference"] = m["seconds"] / min(references)
                 if "torch-foreach" in measured and "seconds" in measured["torch-foreach"]:
                     row["speedup_vs_foreach"] = measured["torch-foreach"]["seconds"] / m["seconds"]
                 rows.append(row)
+                matrix = m.get("matrix")
+                if matrix and matrix["share_of_step"] is not None and matrix["flops_per_s"]:
+                    print(f"  {algorithm:9s} {impl:14s} matrix work {matrix['share_of_step']:.0%}"
+                          f" of the step at {matrix['flops_per_s'] / 1e9:.1f} GFLOP/s (torch.mm "
+                          f"of the same shapes {matrix['mm_flops_per_s'] / 1e9:.1f})", flush=True)
                 print(f"  {algorithm:9s} {impl:14s} {m['seconds'] * 1e3:9.2f} ms  "
                       f"{row['fraction_of_bandwidth']:5.0%} of bandwidth  "
                       f"per byte ×{row['per_byte_vs_fused_adam']:.2f} fused Adam  "
