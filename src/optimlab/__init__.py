@@ -2,7 +2,7 @@
 compare them on real problems."""
 
 from . import optim
-from .optim import Optimizer
+from .optim import ASGD, LBFGS, Optimizer, RAdam, Rprop
 
 __version__ = "0.1.0"
-__all__ = ["optim", "Optimizer", "__version__"]
+__all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "__version__"]

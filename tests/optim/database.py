@@ -44,6 +44,31 @@ COMMON_BAD = [
     ({"lr": float("nan")}, "lr"),
 ]
 
+#: LBFGS's hyper-parameter sets (tests/optim/test_lbfgs.py runs them against torch).
+LBFGS_SETS = [
+    ("plain", {}),
+    ("strong_wolfe", {"line_search_fn": "strong_wolfe"}),
+    ("history_size+max_iter+lr", {"history_size": 3, "max_iter": 7, "lr": 0.5}),
+    ("strong_wolfe+max_eval+tolerances",
+     {"line_search_fn": "strong_wolfe", "max_iter": 10, "max_eval": 12, "history_size": 5,
+      "tolerance_grad": 1e-4, "tolerance_change": 1e-6}),
+    ("maximize+strong_wolfe", {"maximize": True, "line_search_fn": "strong_wolfe"}),
+]
+
+#: LBFGS's bad inputs: its own ranges, and the base options it refuses.
+LBFGS_BAD = [
+    ({"max_iter": 0}, "max_iter"),
+    ({"max_eval": 0.5}, "max_eval"),
+    ({"history_size": 0}, "history_size"),
+    ({"tolerance_grad": -1.0}, "tolerance_grad"),
+    ({"tolerance_change": -1.0}, "tolerance_change"),
+    ({"line_search_fn": "armijo"}, "line_search_fn"),
+    ({"weight_decay": 0.1}, "weight_decay"),
+    ({"clipnorm": 1.0}, "clipnorm"),
+    ({"gradient_accumulation_steps": 2}, "gradient_accumulation_steps"),
+    ({"use_ema": True}, "use_ema"),
+]
+
 BETA_BAD = [
     ({"betas": (1.0, 0.999)}, "betas[0]"),
     ({"betas": (0.9, -0.1)}, "betas[1]"),
@@ -66,6 +91,9 @@ class OptimizerInfo:
             "derivation" (a direct implementation of the paper's formula in references.py).
         bad: (kwargs, name) pairs that must raise ValueError naming ``name``.
         torch_name: the torch.optim / keras.optimizers class name, if it differs.
+        closure: True if ``step`` needs a closure (LBFGS). The generic tests step without
+            one, so :func:`cases` leaves such entries out (only the bad inputs run); the
+            optimizer has its own module (tests/optim/test_lbfgs.py).
     """
 
     cls: type
@@ -75,6 +103,7 @@ class OptimizerInfo:
     bad: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     torch_name: str | None = None
     complex: bool = True
+    closure: bool = False
 
     @property
     def id(self) -> str:
@@ -162,6 +191,33 @@ DATABASE: list[OptimizerInfo] = [
          {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
         *shared({"lr": 0.01}),
     ], bad=[*BETA_BAD, ({"momentum_decay": -1.0}, "momentum_decay")]),
+    _torch(oo.RAdam, [
+        ("plain", {"lr": 0.01}),
+        ("betas+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}),
+        ("decoupled_weight_decay+maximize",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True}),
+        # ρ∞ = 2/(1 − 0.6) − 1 = 4 < 5: the adaptive step never switches on
+        ("never_rectified", {"lr": 0.01, "betas": (0.9, 0.6)}),
+        *shared({"lr": 0.01}),
+    ], bad=BETA_BAD),
+    _torch(oo.Rprop, [
+        ("plain", {"lr": 0.01}),
+        ("etas+step_sizes", {"lr": 0.01, "etas": (0.3, 1.5), "step_sizes": (1e-4, 0.05)}),
+        ("maximize", {"lr": 0.005, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], bad=[({"etas": (1.0, 1.2)}, "etas[0]"), ({"etas": (0.5, 1.0)}, "etas[1]"),
+            ({"step_sizes": (-1.0, 50.0)}, "step_sizes[0]"),
+            ({"step_sizes": (1.0, 0.5)}, "step_sizes")]),
+    _torch(oo.ASGD, [
+        ("plain", {"lr": 0.05}),  # t0 = 1e6: μ stays 1, the average is the last iterate
+        ("lambd+alpha+t0", {"lr": 0.05, "lambd": 0.01, "alpha": 0.5, "t0": 10}),
+        ("weight_decay+maximize", {"lr": 0.05, "weight_decay": 0.1, "maximize": True, "t0": 20}),
+        *shared({"lr": 0.05, "t0": 10}),
+    ], bad=[({"lambd": -0.1}, "lambd"), ({"alpha": -1.0}, "alpha"), ({"t0": -1.0}, "t0")]),
+    # torch.optim.LBFGS: step(closure) evaluates many times; tests/optim/test_lbfgs.py runs the
+    # sets step by step against torch (they are also what that module runs)
+    _torch(oo.LBFGS, LBFGS_SETS, bad=LBFGS_BAD, closure=True),
     OptimizerInfo(oo.Nadamax, "torch", [
         ("plain", {"lr": 0.01}),
         ("betas+momentum_decay+eps",
@@ -215,6 +271,22 @@ DATABASE: list[OptimizerInfo] = [
         ("betas+eps+weight_decay",
          {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3, "weight_decay": 0.05}),
     ], torch_name="Nadam"),
+    # Keras has no RAdam, Rprop, ASGD or L-BFGS: their keras flavor is torch's algorithm with
+    # Keras' base-optimizer conventions (decoupled weight decay), checked against torch
+    OptimizerInfo(oo.RAdam, "keras", [
+        ("plain", {"lr": 0.01}),
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ], "torch", BETA_BAD + COMMON_BAD),
+    OptimizerInfo(oo.Rprop, "keras", [
+        ("plain", {"lr": 0.01}),
+        ("etas+step_sizes", {"lr": 0.02, "etas": (0.4, 1.3), "step_sizes": (1e-5, 1.0)}),
+    ], "torch", COMMON_BAD),
+    OptimizerInfo(oo.ASGD, "keras", [
+        ("plain", {"lr": 0.05}),
+        ("lambd+t0", {"lr": 0.05, "lambd": 0.01, "t0": 5}),
+    ], "torch", COMMON_BAD),
+    OptimizerInfo(oo.LBFGS, "keras", LBFGS_SETS[:2], "torch", LBFGS_BAD + COMMON_BAD,
+                  closure=True),
     _keras(oo.Ftrl, [
         ("plain", {"lr": 0.1}),
         ("l1+l2", {"lr": 0.1, "l1": 0.01, "l2": 0.01}),
@@ -233,12 +305,13 @@ DATABASE: list[OptimizerInfo] = [
 
 
 def cases(predicate: Callable[[OptimizerInfo], bool] = lambda info: True):
-    """(info, hyperparameters) pairs as pytest params with readable ids."""
+    """(info, hyperparameters) pairs as pytest params with readable ids; entries whose step
+    needs a closure are left out (the generic tests step without one)."""
     import pytest
 
     out = []
     for info in DATABASE:
-        if not predicate(info):
+        if info.closure or not predicate(info):
             continue
         for i, (_, hp) in enumerate(info.sets):
             out.append(pytest.param(info, hp, id=info.case_id(i)))

@@ -65,4 +65,4 @@ def test_ids_are_unique_and_first_sets_end_in_0():
     ids = [c.id for c in cases()]
     assert len(set(ids)) == len(ids)
     first = [c.id for c in cases() if c.id.endswith("-0")]  # the filter the tests use
-    assert first == [info.case_id(0) for info in DATABASE]
+    assert first == [info.case_id(0) for info in DATABASE if not info.closure]

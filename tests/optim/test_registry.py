@@ -9,8 +9,13 @@ def test_every_name_builds_an_optimizer_that_steps():
         p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
         opt = oo.get(name, [p])
         assert isinstance(opt, torch.optim.Optimizer)
-        (p**2).sum().backward()
-        opt.step()
+
+        def closure(opt=opt, p=p):  # LBFGS needs one; the others call it once
+            opt.zero_grad()
+            loss = (p**2).sum()
+            loss.backward()
+            return loss
+        opt.step(closure)
         assert not torch.equal(p.detach(), torch.tensor([1.0, -2.0])), name
 
 
@@ -43,3 +48,10 @@ def test_torch_only_flags():
     oo.Adam(p, foreach=True, fused=False)  # accepted: the engine decides
     with pytest.raises(ValueError, match="differentiable"):
         oo.Adam(p, differentiable=True)
+
+
+def test_names_without_a_closure_leave_out_lbfgs():
+    """Loops that call ``step()`` alone (the lab, the Trainer) list ``names(closure=False)``."""
+    assert "lbfgs" in oo.names() and "lbfgs" not in oo.names(closure=False)
+    assert {"sgd", "momentum", "adam", "radam", "rprop", "asgd"} <= set(oo.names(closure=False))
+    assert oo.LBFGS.needs_closure and not oo.Adam.needs_closure

@@ -25,7 +25,8 @@ import optimlab.optim as oo
 from .database import default_dtype
 
 #: the optimizers torch.optim and optimlab share, by class name.
-SHARED = ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam")
+SHARED = ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
+          "Rprop", "ASGD", "LBFGS")
 INFOS = {info.optim_cls.__name__: info for info in optim_db
          if info.optim_cls.__name__ in SHARED}
 ENGINES = tuple(name for name in oo.ENGINES if name != "auto")
@@ -133,13 +134,17 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def _train(make, steps: int = STEPS):
-    """Yield the parameters after each step."""
+    """Yield the parameters after each step, taken with a closure (which LBFGS needs and the
+    others call once)."""
     params = _parameters()
     opt = make(params)
     for step in range(steps):
-        opt.zero_grad()
-        _loss(params, step).backward()
-        opt.step()
+        def closure(step=step):
+            opt.zero_grad()
+            loss = _loss(params, step)
+            loss.backward()
+            return loss
+        opt.step(closure)
         yield step, _flat(params)
 
 

@@ -19,7 +19,8 @@ from optimlab.train import distributed
 from . import distributed_run as run
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
-RUNS = [(s, n, e) for s, engines in run.ENGINES.items() for n in names() for e in engines]
+RUNS = [(s, n, e) for s, engines in run.ENGINES.items() for n in names(closure=False)
+        for e in engines]  # LBFGS's step needs a closure: the Trainer steps without one
 
 
 def _relative_error(state: dict, reference: dict) -> float:

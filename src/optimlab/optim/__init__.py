@@ -6,10 +6,12 @@
 
 from . import transforms
 from .ftrl import Ftrl
+from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
 from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
 from .transforms import chain
 from .zoo import (
+    ASGD,
     REGISTRY,
     SGD,
     Adadelta,
@@ -20,7 +22,9 @@ from .zoo import (
     NAdam,
     Nadam,
     Nadamax,
+    RAdam,
     RMSprop,
+    Rprop,
     get,
     names,
 )
@@ -29,4 +33,5 @@ __all__ = [
     "Optimizer", "transforms", "chain", "get", "names", "REGISTRY", "FLAVORS", "ENGINES",
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
+    "RAdam", "Rprop", "ASGD", "LBFGS",
 ]

@@ -5,10 +5,12 @@
   on the full batch classic backtracking gradient descent (Nocedal & Wright, Algorithm 3.1).
 * :class:`ExactLineSearch` — full-batch steepest descent with the 1-D minimization of
   φ(η) = f(θ − η∇f(θ)) done by bracketing and golden-section search.
+* :func:`strong_wolfe` — a step satisfying the strong Wolfe conditions (bracketing and cubic
+  zoom, Nocedal & Wright Algorithms 3.5–3.6), the line search of :class:`~optimlab.optim.LBFGS`.
 
-Both take a ``closure`` that zeroes the gradients, computes the loss, calls ``backward`` and
-returns the loss (torch's convention), and both stop (``converged``) when ‖θₖ₊₁ − θₖ‖ < ``step_tol``
-or ‖∇f‖ < ``grad_tol``.
+The two classes take a ``closure`` that zeroes the gradients, computes the loss, calls
+``backward`` and returns the loss (torch's convention), and stop (``converged``) when
+‖θₖ₊₁ − θₖ‖ < ``step_tol`` or ‖∇f‖ < ``grad_tol``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["ArmijoLineSearch", "ExactLineSearch"]
+__all__ = ["ArmijoLineSearch", "ExactLineSearch", "strong_wolfe", "cubic_interpolate"]
 
 
 def _number(loss) -> float:
@@ -170,3 +172,132 @@ class ExactLineSearch(_LineSearch):
                          "evaluations": evaluations[0] + 1})
         self._finish(gg, lr)
         return loss
+
+
+def cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
+    """The minimizer of the cubic through (x1, f1) and (x2, f2) with slopes g1 and g2, clipped
+    to ``bounds`` (default: between x1 and x2); their midpoint where the cubic has none.
+
+    Nocedal & Wright, "Numerical Optimization" (2nd ed.), eq. 3.59; written as torch's LBFGS
+    (ported from minFunc's ``polyinterp``) writes it, so that the numbers are equal.
+    """
+    low, high = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d2_square = d1**2 - g1 * g2
+    if not d2_square >= 0:  # no minimizer (or NaN): the midpoint
+        return (low + high) / 2.0
+    d2 = d2_square.sqrt()
+    if x1 <= x2:
+        minimum = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+    else:
+        minimum = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+    return min(max(minimum, low), high)
+
+
+def strong_wolfe(evaluate, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9,
+                 max_ls=25):
+    r"""A step length t along ``d`` satisfying the strong Wolfe conditions
+
+    .. math:: f(x + t d) \le f(x) + c_1 t\, g^\top d, \qquad
+              |\nabla f(x + t d)^\top d| \le -c_2\, g^\top d,
+
+    by bracketing (growing t by cubic interpolation, at most 10× per trial) and zooming
+    (cubic interpolation inside the bracket, kept 10% away from its ends when progress
+    stalls) — Nocedal & Wright, "Numerical Optimization" (2nd ed.), Algorithms 3.5 and 3.6, as
+    torch's ``LBFGS`` implements them (torch/optim/lbfgs.py ``_strong_wolfe``, itself ported
+    from Torch7's ``lswolfe``): the same trials in the same order, so the numbers are equal.
+
+    Args:
+        evaluate: ``evaluate(x, t, d)`` → (loss as a float, flat gradient) at x + t·d; it must
+            leave the parameters at ``x``.
+        x: what ``evaluate`` restores the parameters from.
+        t: the first trial step; d: the direction; f, g, gtd: loss, flat gradient and
+            directional derivative gᵀd at x (gtd < 0).
+        c1, c2: the sufficient-decrease and curvature constants, 0 < c1 < c2 < 1.
+        tolerance_change: stop zooming when the bracket times max|d| is smaller.
+        max_ls: the most evaluations.
+
+    Returns:
+        (loss, flat gradient, t, evaluations) at the step found (or the lowest one tried).
+    """
+    d_norm = d.abs().max()
+    g = g.clone(memory_format=torch.contiguous_format)
+    f_new, g_new = evaluate(x, t, d)
+    evaluations = 1
+    gtd_new = g_new.dot(d)
+
+    # bracketing: an interval containing a point that satisfies the conditions
+    t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
+    done = False
+    iteration = 0
+    while iteration < max_ls:
+        if f_new > (f + c1 * t * gtd) or (iteration > 1 and f_new >= f_prev):
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g = [g_prev, g_new.clone(memory_format=torch.contiguous_format)]
+            bracket_gtd = [gtd_prev, gtd_new]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            bracket, bracket_f, bracket_g = [t], [f_new], [g_new]
+            done = True
+            break
+        if gtd_new >= 0:
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g = [g_prev, g_new.clone(memory_format=torch.contiguous_format)]
+            bracket_gtd = [gtd_prev, gtd_new]
+            break
+        # extrapolate: a cubic step between 1.01 t and 10 t
+        low, high = t + 0.01 * (t - t_prev), t * 10
+        t_prev, t = t, cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new,
+                                         bounds=(low, high))
+        f_prev, g_prev = f_new, g_new.clone(memory_format=torch.contiguous_format)
+        gtd_prev = gtd_new
+        f_new, g_new = evaluate(x, t, d)
+        evaluations += 1
+        gtd_new = g_new.dot(d)
+        iteration += 1
+    if iteration == max_ls:  # no bracket found within the budget
+        bracket, bracket_f, bracket_g = [0, t], [f, f_new], [g, g_new]
+
+    # zoom: shrink the bracket until a point satisfies the conditions
+    insufficient_progress = False
+    low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
+    while not done and iteration < max_ls:
+        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
+            break
+        t = cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0],
+                              bracket[1], bracket_f[1], bracket_gtd[1])
+        # near an end of the bracket: after a stalled trial (or outside it), move to 10% in
+        margin = 0.1 * (max(bracket) - min(bracket))
+        if min(max(bracket) - t, t - min(bracket)) < margin:
+            if insufficient_progress or t >= max(bracket) or t <= min(bracket):
+                if abs(t - max(bracket)) < abs(t - min(bracket)):
+                    t = max(bracket) - margin
+                else:
+                    t = min(bracket) + margin
+                insufficient_progress = False
+            else:
+                insufficient_progress = True
+        else:
+            insufficient_progress = False
+        f_new, g_new = evaluate(x, t, d)
+        evaluations += 1
+        gtd_new = g_new.dot(d)
+        iteration += 1
+        if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
+            # no sufficient decrease, or not below the lowest point: the new high end
+            bracket[high_pos], bracket_f[high_pos] = t, f_new
+            bracket_g[high_pos] = g_new.clone(memory_format=torch.contiguous_format)
+            bracket_gtd[high_pos] = gtd_new
+            low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                done = True
+            elif gtd_new * (bracket[high_pos] - bracket[low_pos]) >= 0:
+                # the old high end becomes the low end
+                bracket[high_pos], bracket_f[high_pos] = bracket[low_pos], bracket_f[low_pos]
+                bracket_g[high_pos] = bracket_g[low_pos]
+                bracket_gtd[high_pos] = bracket_gtd[low_pos]
+            bracket[low_pos], bracket_f[low_pos] = t, f_new
+            bracket_g[low_pos] = g_new.clone(memory_format=torch.contiguous_format)
+            bracket_gtd[low_pos] = gtd_new
+    return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], evaluations

@@ -236,6 +236,9 @@ class Optimizer(torch.optim.Optimizer):
 
     #: torch keeps a per-parameter ``"step"`` in the state of every optimizer but SGD.
     counts_steps: bool = True
+    #: True if ``step`` needs a closure that re-evaluates the loss (LBFGS): code that calls
+    #: ``step()`` without one lists optimizers with ``optimlab.optim.names(closure=False)``.
+    needs_closure: bool = False
 
     @property
     def engine(self) -> str:

@@ -13,7 +13,11 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
 * :class:`NesterovAverage` — Nadam's first moment with the μₜ schedule;
 * :class:`Adapt` — divide by a statistic of past gradients: decaying (EMA) or accumulated
   (sum) L2, or decaying L∞ (max); centered, AMSGrad and the placement of ε as options;
-* :class:`ScaleByUpdateRms` — Adadelta's RMS of past updates ("consistent units").
+* :class:`ScaleByUpdateRms` — Adadelta's RMS of past updates ("consistent units");
+* :class:`RectifiedAdapt` — RAdam's adaptation, used only where its variance is tractable;
+* :class:`ResilientStep` — Rprop's per-coordinate step sizes driven by gradient signs;
+* :class:`DecayingLearningRate` — ASGD's η_t = lr/(1 + λ·lr·t)^α on the λ-regularized loss;
+* :class:`AverageIterates` — Polyak–Juditsky averaging of the iterates (ASGD's ``ax``).
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -45,6 +49,10 @@ __all__ = [
     "NesterovAverage",
     "Adapt",
     "ScaleByUpdateRms",
+    "RectifiedAdapt",
+    "ResilientStep",
+    "DecayingLearningRate",
+    "AverageIterates",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -680,3 +688,173 @@ class ScaleByUpdateRms(Transform):
         delta = a.add(hp["eps"]).sqrt_().mul_(u)
         a.mul_(rho).addcmul_(delta, delta, value=1 - rho)
         return delta
+
+
+class RectifiedAdapt(Adapt):
+    r"""RAdam's variance rectification of the bias-corrected L2 adaptation.
+
+    With :math:`\rho_\infty = 2/(1-\beta) - 1` and
+    :math:`\rho_t = \rho_\infty - 2t\beta^t/(1-\beta^t)` the length of the approximated simple
+    moving average, the adaptive step is used only where its variance is tractable:
+
+    .. math::
+        \text{out} = \begin{cases}
+            r_t\, u \,\sqrt{1-\beta^t} / (\sqrt{v_t} + \epsilon) & \rho_t > 5 \\
+            u & \text{else (un-adapted momentum)}\end{cases}, \qquad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+
+    :math:`v_t` (:class:`Adapt`'s ``"ema"`` statistic, ε before the bias correction as torch's
+    RAdam) is updated at every step, the un-adapted ones included. ρ_t and r_t are computed in
+    Python floats as ``torch.optim.RAdam`` computes them.
+    Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
+    ICLR 2020. State: ``name`` (``exp_avg_sq``).
+    """
+
+    def __init__(self, decay: str = "betas.1", name: str = "exp_avg_sq"):
+        super().__init__("ema", decay, bias_correction=True, eps="before_bias_correction",
+                         name=name)
+
+    def prepare(self, s, hp, step):
+        c = super().prepare(s, hp, step)
+        beta = hp[self.decay]
+        rho_inf = 2 / (1 - beta) - 1
+        rho = rho_inf - 2 * step * (beta**step) / c["correction"]
+        c["rectified"] = rho > 5.0
+        # r_t only where defined (ρ_t > 5); 1.0 keeps the coefficients' keys fixed
+        c["rect"] = ((rho - 4) * (rho - 2) * rho_inf
+                     / ((rho_inf - 4) * (rho_inf - 2) * rho)) ** 0.5 if c["rectified"] else 1.0
+        return c
+
+    def update(self, u, g, s, p, hp, c):
+        adapted, root = super().update(u, g, s, p, hp, c)  # the statistic moves at every step
+        if not c["rectified"]:
+            return u
+        return adapted, root * c["rect"]
+
+
+class ResilientStep(Transform):
+    r"""Rprop: a step size per coordinate, grown while the direction keeps its sign and shrunk
+    when it flips; the update uses only the sign of the direction (the gradient, in Rprop).
+
+    With :math:`s = \operatorname{sign}(u_t\, u_{t-1})` and η⁻, η⁺ = ``etas``:
+
+    .. math::
+        \Delta_t = \operatorname{clip}\bigl(\Delta_{t-1} \cdot
+                   \{\eta^+ \text{ if } s > 0;\ \eta^- \text{ if } s < 0;\ 1 \text{ else}\},
+                   \Delta_{\min}, \Delta_{\max}\bigr), \qquad
+        u'_t = \begin{cases} 0 & s < 0 \\ u_t & \text{else}\end{cases}, \qquad
+        \text{out} = \operatorname{sign}(u'_t)\,\Delta_t
+
+    and :math:`u'_t` is kept as the previous direction, so a sign change is followed by one step
+    without a comparison and no weight is taken back: the iRprop⁻ variant, which torch's
+    ``Rprop`` implements. :math:`\Delta_0` is ``lr`` (``complex(lr, lr)`` for a complex
+    parameter, so both halves step); ``lr`` is read only then. References: Riedmiller & Braun,
+    "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP Algorithm",
+    ICNN 1993; Igel & Hüsken, "Improving the Rprop Learning Algorithm", NC 2000.
+    State: ``prev``, ``step_size``.
+    """
+
+    hyperparameters = {"lr": NONNEGATIVE, "etas.0": "(0, 1)", "etas.1": "(1, inf)",
+                       "step_sizes.0": NONNEGATIVE, "step_sizes.1": NONNEGATIVE}
+    state = ("prev", "step_size")
+
+    def init(self, p, hp):
+        lr = hp["lr"]
+        return {"prev": torch.zeros_like(p),
+                "step_size": torch.full_like(p, complex(lr, lr) if p.is_complex() else lr)}
+
+    def validate(self, group):
+        super().validate(group)
+        low, high = hyper(group, "step_sizes.0"), hyper(group, "step_sizes.1")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"step_sizes={tuple(group['step_sizes'])!r} is out of range: "
+                             f"allowed step_sizes[0] <= step_sizes[1] (a minimum and a maximum)")
+
+    def update(self, u, g, s, p, hp, c):
+        minus, plus = hp["etas.0"], hp["etas.1"]
+        prev, size = s["prev"], s["step_size"]
+        # as torch's Rprop: the sign becomes the factor in place (a NaN product stays NaN), and
+        # the direction is zeroed where the factor is η⁻
+        factor = u.mul(prev).sign_()
+        factor = torch.where(factor > 0, plus, factor)
+        factor = torch.where(factor < 0, minus, factor)
+        factor = torch.where(factor == 0, 1.0, factor)
+        size.mul_(factor).clamp_(hp["step_sizes.0"], hp["step_sizes.1"])
+        kept = torch.where(factor == minus, 0.0, u)
+        prev.copy_(kept)
+        return kept.sign_().mul_(size)
+
+
+def _scalar_state(value: float, device: torch.device) -> Tensor:
+    """A 0-d tensor in torch's dtype for scalar state (the default dtype's precision)."""
+    dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+class DecayingLearningRate(Transform):
+    r"""ASGD's step: gradient descent on the λ-regularized objective with a decaying step size.
+
+    .. math::
+        \text{out} = \eta_t\,(u + \lambda p), \qquad
+        \eta_{t+1} = \frac{\text{lr}}{(1 + \lambda\,\text{lr}\,t)^{\alpha}}, \quad
+        \eta_1 = \text{lr}
+
+    so :math:`p \leftarrow p(1 - \lambda\eta_t) - \eta_t u`. η_t is 0-d state ``eta`` in
+    torch's scalar dtype (float32 unless the default dtype is float64), read back as torch's
+    ASGD reads it; the next value uses the learning rate and step of this step, as torch.
+    Group keys: ``lr``, ``lambd`` (λ), ``alpha`` (α).
+    Reference: Bottou, "Stochastic Gradient Descent Tricks", Neural Networks: Tricks of the
+    Trade (2012), the schedule of torch's ``ASGD``. State: ``eta``.
+    """
+
+    hyperparameters = {"lr": NONNEGATIVE, "lambd": NONNEGATIVE, "alpha": NONNEGATIVE}
+    state = ("eta",)
+
+    def init(self, p, hp):
+        return {"eta": _scalar_state(hp["lr"], p.device)}
+
+    def prepare(self, s, hp, step):
+        eta = s["eta"].item()
+        lr, lambd = hp["lr"], hp["lambd"]
+        s["eta"].fill_(lr / ((1 + lambd * lr * step) ** hp["alpha"]))
+        return {"eta": eta, "shrink": lambd * eta}
+
+    def update(self, u, g, s, p, hp, c):
+        out = u * c["eta"]
+        return out.add_(p * c["shrink"]) if hp.on("lambd") else out
+
+
+class AverageIterates(Transform):
+    r"""Polyak–Juditsky averaging of the iterates, from step t₀ on (ASGD's ``ax``).
+
+    With :math:`p_t = p - u` the parameter this step produces:
+
+    .. math::
+        \bar p_t = \bar p_{t-1} + \mu_t\,(p_t - \bar p_{t-1}), \qquad
+        \mu_{t+1} = 1 / \max(1,\ t - t_0), \quad \mu_1 = 1
+
+    (:math:`\mu_t = 1` copies :math:`p_t`). The average does not change the update: it is read
+    from the state (``optimizer.state[p]["ax"]``) to evaluate the averaged model. Place it last
+    in a chain: it averages :math:`p - u` for the ``u`` it is given. μ is 0-d state in torch's
+    scalar dtype. Group key: ``t0``. Reference: Polyak & Juditsky, "Acceleration of Stochastic
+    Approximation by Averaging", SIAM J. Control Optim. 30(4), 1992. State: ``mu``, ``ax``.
+    """
+
+    hyperparameters = {"t0": NONNEGATIVE}
+    state = ("mu", "ax")
+
+    def init(self, p, hp):
+        return {"mu": _scalar_state(1.0, p.device), "ax": torch.zeros_like(p)}
+
+    def prepare(self, s, hp, step):
+        mu = s["mu"].item()
+        s["mu"].fill_(1 / max(1, step - hp["t0"]))
+        return {"average": mu != 1, "mu": mu}
+
+    def update(self, u, g, s, p, hp, c):
+        ax = s["ax"]
+        if c["average"]:
+            ax.add_((p - u).sub_(ax).mul_(c["mu"]))
+        else:
+            ax.copy_(p - u)
+        return u

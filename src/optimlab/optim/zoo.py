@@ -16,20 +16,25 @@ from typing import Any
 from torch import Tensor
 
 from .ftrl import Ftrl
+from .lbfgs import LBFGS
 from .optimizer import Optimizer
 from .transforms import (
     Adapt,
     AverageGradient,
+    AverageIterates,
     Chain,
+    DecayingLearningRate,
     LearningRate,
     Momentum,
     NesterovAverage,
+    RectifiedAdapt,
+    ResilientStep,
     ScaleByUpdateRms,
     chain,
 )
 
 __all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "Nadam",
-           "Nadamax", "Ftrl", "get", "names", "REGISTRY"]
+           "Nadamax", "RAdam", "Rprop", "ASGD", "LBFGS", "Ftrl", "get", "names", "REGISTRY"]
 
 BETAS = (0.9, 0.999)
 KERAS_EPS = 1e-7
@@ -349,6 +354,127 @@ class Nadamax(NAdam):
                      LearningRate())
 
 
+#: The keras flavor of an optimizer Keras does not have (RAdam, Rprop, ASGD, LBFGS): torch's
+#: algorithm and defaults, with Keras' conventions for what the base optimizer does (weight
+#: decay decoupled, p ← p(1 − ηλ); Keras' clipping formulas), as Ftrl's torch flavor is Keras'
+#: algorithm with torch's conventions.
+KERAS_BASE = {"decoupled_weight_decay": True}
+
+
+class RAdam(Optimizer):
+    r"""RAdam: Adam whose adaptive step is switched on, and rectified, once its variance is
+    tractable.
+
+    .. math::
+        m_t, v_t \text{ as Adam},\quad
+        \rho_\infty = \frac{2}{1-\beta_2} - 1,\quad
+        \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t},\\
+        p_t = p_{t-1} - \eta\,\frac{m_t}{1-\beta_1^t}\cdot\begin{cases}
+            r_t\,\sqrt{1-\beta_2^t}/(\sqrt{v_t} + \epsilon) & \rho_t > 5\\
+            1 & \text{else}\end{cases}
+
+    with the rectification :math:`r_t` of :class:`~optimlab.optim.transforms.RectifiedAdapt`.
+    ``decoupled_weight_decay=True`` is torch's RAdamW (p ← p(1 − ηλ) before the step).
+    Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
+    ICLR 2020; equal to ``torch.optim.RAdam``.
+
+    Defaults (both flavors): ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0``. Keras
+    has no RAdam: the keras flavor is torch's algorithm with decoupled weight decay
+    (:data:`KERAS_BASE`).
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1e-3, "betas": BETAS, "eps": 1e-8},
+        "keras": {"lr": 1e-3, "betas": BETAS, "eps": 1e-8, **KERAS_BASE},
+    }
+
+    def __init__(self, params, lr: float | None = None,
+                 betas: tuple[float, float] | None = None, eps: float | None = None,
+                 weight_decay: float | None = None, decoupled_weight_decay: bool | None = None,
+                 **options: Any):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        return chain(AverageGradient("betas.0"), RectifiedAdapt("betas.1"), LearningRate())
+
+
+class Rprop(Optimizer):
+    r"""Rprop: resilient backpropagation, a step size per coordinate driven by gradient signs.
+
+    .. math::
+        s = \operatorname{sign}(g_t g_{t-1}),\quad
+        \Delta_t = \operatorname{clip}(\Delta_{t-1}\cdot\{\eta^+, \eta^-, 1\}_s,
+                                        \Delta_{\min}, \Delta_{\max}),\quad
+        p_t = p_{t-1} - \operatorname{sign}(g_t)\,\Delta_t \;(0 \text{ where } s < 0)
+
+    (:class:`~optimlab.optim.transforms.ResilientStep`). ``lr`` is the initial step size
+    :math:`\Delta_0`, read when a parameter's state is created: a learning-rate schedule has no
+    effect afterwards (as in torch). Rprop is meant for full-batch training.
+    References: Riedmiller & Braun, ICNN 1993; the iRprop⁻ variant of Igel & Hüsken, 2000;
+    equal to ``torch.optim.Rprop``.
+
+    Defaults (both flavors): ``lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50)``; torch's Rprop
+    has no weight decay, optimlab's base adds it (default 0). Keras has no Rprop: the keras
+    flavor is torch's algorithm with decoupled weight decay (:data:`KERAS_BASE`).
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50)},
+        "keras": {"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50), **KERAS_BASE},
+    }
+
+    def __init__(self, params, lr: float | None = None,
+                 etas: tuple[float, float] | None = None,
+                 step_sizes: tuple[float, float] | None = None,
+                 weight_decay: float | None = None, **options: Any):
+        super().__init__(params, lr=lr, etas=etas, step_sizes=step_sizes,
+                         weight_decay=weight_decay, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        return chain(ResilientStep())
+
+
+class ASGD(Optimizer):
+    r"""ASGD: averaged stochastic gradient descent, Bottou's decaying step size on the
+    λ-regularized loss with Polyak–Juditsky averaging of the iterates.
+
+    .. math::
+        p_t = p_{t-1}(1 - \lambda\eta_t) - \eta_t g_t,\quad
+        \eta_{t+1} = \frac{\text{lr}}{(1 + \lambda\,\text{lr}\,t)^\alpha},\quad
+        \bar p_t = \bar p_{t-1} + \mu_t(p_t - \bar p_{t-1}),\quad
+        \mu_{t+1} = \frac{1}{\max(1, t - t_0)}
+
+    (:class:`~optimlab.optim.transforms.DecayingLearningRate`,
+    :class:`~optimlab.optim.transforms.AverageIterates`). The averaged parameters are
+    ``optimizer.state[p]["ax"]``; they do not enter the update. State as torch's ASGD: 0-d
+    ``step``, ``eta``, ``mu`` in its scalar dtype and ``ax`` shaped like the parameter.
+    References: Polyak & Juditsky, SIAM J. Control Optim. 1992; Bottou, "Stochastic Gradient
+    Descent Tricks", 2012; equal to ``torch.optim.ASGD``.
+
+    Defaults (both flavors): ``lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0``.
+    Keras has no ASGD: the keras flavor is torch's algorithm with decoupled weight decay
+    (:data:`KERAS_BASE`).
+    """
+
+    DEFAULTS = {
+        "torch": {"lr": 1e-2, "lambd": 1e-4, "alpha": 0.75, "t0": 1e6},
+        "keras": {"lr": 1e-2, "lambd": 1e-4, "alpha": 0.75, "t0": 1e6, **KERAS_BASE},
+    }
+
+    def __init__(self, params, lr: float | None = None, lambd: float | None = None,
+                 alpha: float | None = None, t0: float | None = None,
+                 weight_decay: float | None = None, **options: Any):
+        super().__init__(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0,
+                         weight_decay=weight_decay, **options)
+
+    @classmethod
+    def transforms(cls, flavor: str) -> Chain:
+        return chain(DecayingLearningRate(), AverageIterates())
+
+
 #: name → constructor; ``momentum`` and ``nesterov`` are SGD with μ = 0.9.
 REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "sgd": SGD,
@@ -363,12 +489,20 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "nadam": NAdam,
     "nadamax": Nadamax,
     "ftrl": Ftrl,
+    "radam": RAdam,
+    "rprop": Rprop,
+    "asgd": ASGD,
+    "lbfgs": LBFGS,
 }
 
 
-def names() -> list[str]:
-    """The registered optimizer names, for :func:`get`."""
-    return list(REGISTRY)
+def names(closure: bool = True) -> list[str]:
+    """The registered optimizer names, for :func:`get`; ``closure=False`` leaves out those
+    whose ``step`` needs a closure (LBFGS), for training loops that call ``step()``."""
+    def needs_closure(entry: Callable[..., Optimizer]) -> bool:
+        cls = entry.func if isinstance(entry, functools.partial) else entry
+        return getattr(cls, "needs_closure", False)
+    return [name for name, entry in REGISTRY.items() if closure or not needs_closure(entry)]
 
 
 def get(name: str, params, **kwargs: Any) -> Optimizer:
