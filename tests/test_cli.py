@@ -39,7 +39,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "nadamax" in out and "rosenbrock" in out
+    assert "nadamax" in out and "rosenbrock" in out and "char_transformer" in out
 
 
 def test_init_report_writes_table_and_figure(tmp_path, capsys):
@@ -69,6 +69,26 @@ def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys):
     assert "digits_mlp" in text and "performance profile" in text
     tasks = json.loads(out.read_text())["tasks"]
     assert len(tasks) == 4 and all(len(t["runs"]) == 2 for t in tasks)
+
+
+def test_compare_rows_carry_confidence_intervals_ties_and_seconds_to_target(tmp_path, capsys):
+    out = tmp_path / "out.json"
+    assert main(["compare", "--problems", "noisy_quadratic", "--optimizers", "adamw,sgd,adam",
+                 "--lrs", "0.01,0.1,1", "--storage", "none", "--json", str(out),
+                 "--report", str(tmp_path / "page")]) == 0  # the default: 5 seeds
+    assert "95 % CI" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["tasks"]
+    assert len(rows) == 3
+    for row in rows:
+        assert row["seeds"] == [1, 2, 3, 4, 5] and row["tuning_seed"] == 0
+        low, high = row["ci95"]
+        assert low <= row["mean"] <= high and isinstance(row["tied_with_best"], bool)
+        reached = [r["seconds_to_target"] for r in row["runs"] if r["seconds_to_target"]]
+        assert row["seconds_to_target"] is None or 0 < row["seconds_to_target"] <= max(reached)
+    best = min(rows, key=lambda r: r["mean"])
+    assert best["tied_with_best"] is True and best["p_vs_best"] == 1.0
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "Tied with the best:" in page and "95 % CI" in page
 
 
 def test_unreachable_storage_is_a_one_line_error(capsys):

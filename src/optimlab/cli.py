@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -65,21 +66,32 @@ def _table(problem: str, results: list[Result]) -> Table:
 
 
 def _task_table(task: str, summaries: list) -> Table:
+    from .lab.stats import ALPHA
     from .lab.tasks import get_task
 
     spec = get_task(task)
-    metric = "test error" if spec.metric == "error" else "test loss"
-    table = Table(title=f"{task}: tuned learning rate, {metric} over seeds "
-                        f"(target {spec.target:g}, {spec.steps} steps)")
-    for column in ("rank", "optimizer", "lr", f"final {metric}", "best", "steps to target",
-                   "diverged lrs"):
-        table.add_column(column, justify="left" if column == "optimizer" else "right")
+    seeds = max((len(s.runs) for s in summaries), default=0)
+    table = Table(title=f"{task}: tuned learning rate (seed 0), {spec.label} over {seeds} "
+                        f"other seeds (target {spec.target:g}, {spec.steps} steps)",
+                  caption=f"final: mean ± std over the seeds; 95 % CI: percentile bootstrap "
+                          f"of the mean; tied: not different from the best by Welch's t-test, "
+                          f"Holm-corrected, α = {ALPHA:g}; steps, seconds: median to the target; "
+                          f"div. lrs: diverged learning rates of the grid",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("#", "optimizer", "lr", "final", "95 % CI", "tied", "best", "steps",
+                   "seconds", "div. lrs"):
+        table.add_column(column, justify="left" if column == "optimizer" else "right",
+                         no_wrap=column in ("optimizer", "95 % CI"))
     ranked = sorted(summaries, key=lambda s: (s.mean, s.optimizer))
     for rank, s in enumerate(ranked, 1):
         diverged = sum(1 for v in s.sensitivity.values() if v == float("inf"))
+        low, high = s.ci95
+        tied = {True: "best" if rank == 1 else "tied", False: "", None: "?"}[s.tied_with_best]
         table.add_row(str(rank), s.optimizer, f"{s.lr:.3g}", f"{s.mean:.4g} ± {s.std:.2g}",
-                      f"{s.best:.4g}", "—" if s.steps_to_target == float("inf")
-                      else f"{s.steps_to_target:g}", str(diverged))
+                      f"[{low:.4g}, {high:.4g}]", tied, f"{s.best:.4g}",
+                      "—" if s.steps_to_target == float("inf") else f"{s.steps_to_target:g}",
+                      "—" if s.seconds_to_target is None else f"{s.seconds_to_target:.3g}",
+                      str(diverged))
     return table
 
 
@@ -114,7 +126,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .lab.tasks import TASKS
 
     problems = _names(args.problems, [*SURFACES, *TASKS], "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
     surfaces = [p for p in problems if p in SURFACES]
     tasks = [p for p in problems if p in TASKS]
     store = None
@@ -129,7 +141,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                          f"postgresql:// URL, or none)")
     console = Console(quiet=args.quiet)
     total = (len(surfaces) + len(tasks)) * len(optimizers) * len(args.lrs) \
-        + len(tasks) * len(optimizers) * (args.seeds - 1)
+        + len(tasks) * len(optimizers) * args.seeds
     with _progress(console, args.quiet) as progress:
         task = progress.add_task("compare", total=total)
 
@@ -212,7 +224,7 @@ def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .lab.properties import measure, table
 
-    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
     rows = measure(optimizers)
     console = Console(quiet=args.quiet)
     console.print(table(rows))
@@ -230,7 +242,7 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .lab.animate import animate_saddle, animate_surface, learning_rate_figure
 
     problem = _names(args.problem, list(SURFACES), "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
     os.makedirs(args.out, exist_ok=True)
     console = Console(quiet=args.quiet)
     written = [animate_surface(p, optimizers, os.path.join(args.out, f"{p}.gif"),
@@ -250,11 +262,11 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from .lab.report import suite
 
-    optimizers = _names(args.optimizers, optim.names(), "optimizer", parser)
+    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
     surfaces, tasks = ("rosenbrock", "beale"), ("noisy_quadratic", "digits_mlp")
     lrs = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
     total = len(optimizers) * (len(lrs) * (len(surfaces) + len(tasks))
-                               + len(tasks) * (args.seeds - 1))
+                               + len(tasks) * args.seeds)
     os.makedirs(args.out, exist_ok=True)
     storage = None if args.storage == "none" else (
         args.storage or f"sqlite:///{os.path.abspath(os.path.join(args.out, 'runs.db'))}")
@@ -387,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=1000, help="step budget per run")
     p.add_argument("--lrs", type=_lr_grid, default=list(DEFAULT_LRS),
                    help="comma-separated learning-rate grid (default: 1e-4 … 3.16, ×√10)")
-    p.add_argument("--seeds", type=_positive_int, default=3,
-                   help="seeds for the tuned setting on trainable tasks (default 3)")
+    p.add_argument("--seeds", type=_positive_int, default=5,
+                   help="seeds for the tuned setting on trainable tasks, besides the tuning "
+                        "seed (default 5)")
     p.add_argument("--storage", default="sqlite:///optimlab.db",
                    help="database for the runs of trainable tasks (SQLAlchemy URL; 'none' keeps "
                         "them in memory); the same command resumes an interrupted sweep")
@@ -429,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_animate)
     p = sub.add_parser("run", help="the default quick suite and its HTML report (make run)")
     p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
-    p.add_argument("--seeds", type=_positive_int, default=2)
+    p.add_argument("--seeds", type=_positive_int, default=2,
+                   help="seeds of each tuned setting on the tasks (default 2, to be quick: "
+                        "the report says that fewer than 5 make rough statistics)")
     p.add_argument("--out", default="report", help="folder for index.html, runs.csv/json")
     p.add_argument("--storage", default=None,
                    help="database URL for the runs (default: OUT/runs.db; 'none': in memory)")

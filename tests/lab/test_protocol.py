@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
 
 import pytest
 
-from optimlab.lab.protocol import Summary, performance_profile, sweep
+from optimlab import data
+from optimlab.lab.protocol import Summary, mark_ties, performance_profile, sweep
 from optimlab.lab.tasks import RunResult, get_task, run_task
 
 
@@ -31,12 +34,18 @@ def test_sweep_tunes_then_reruns_the_best_with_seeds():
     seen = []
     summaries = sweep(["noisy_quadratic"], ["sgd", "adam"], [100.0, 0.1, 0.001], seeds=3,
                       on_run=seen.append)
-    assert len(seen) == 2 * (3 + 2)  # 3 tuning runs + 2 extra seeds each
+    assert len(seen) == 2 * (3 + 3)  # 3 tuning runs (seed 0) + 3 reported seeds each
     for s in summaries:
         assert s.lr != 100.0
-        assert [r.seed for r in s.runs] == [0, 1, 2] and {r.lr for r in s.runs} == {s.lr}
+        assert [r.seed for r in s.runs] == [1, 2, 3] and {r.lr for r in s.runs} == {s.lr}
+        tuned = next(r for r in seen if r.optimizer == s.optimizer and r.lr == s.lr)
+        assert tuned.seed == 0 and s.sensitivity[s.lr] == tuned.final_test  # tuned on seed 0
         assert s.sensitivity[s.lr] == min(s.sensitivity.values())
         assert s.std >= 0 and s.best <= s.mean
+        low, high = s.ci95
+        assert low <= s.mean <= high and isinstance(s.tied_with_best, bool)
+    best = min(summaries, key=lambda s: s.mean)
+    assert best.tied_with_best is True and best.p_vs_best == 1.0
     sgd = next(s for s in summaries if s.optimizer == "sgd")
     assert math.isinf(sgd.sensitivity[100.0])  # diverged during tuning
     with pytest.raises(ValueError, match="seeds=0"):
@@ -48,6 +57,29 @@ def test_sweep_tunes_then_reruns_the_best_with_seeds():
 def _summary(task, optimizer, steps):
     runs = [RunResult(task, optimizer, 0.1, 0, steps_to_target=steps)]
     return Summary(task, optimizer, 0.1, {0.1: 0.0}, runs)
+
+
+def test_summary_statistics_and_ties_by_task():
+    def summary(task, optimizer, finals, seconds):
+        runs = [RunResult(task, optimizer, 0.1, seed, final_test=f, seconds_to_target=t,
+                          steps_to_target=None if t is None else 10)
+                for seed, (f, t) in enumerate(zip(finals, seconds, strict=True), 1)]
+        return Summary(task, optimizer, 0.1, {0.1: finals[0]}, runs)
+
+    rows = [summary("t1", "a", [1.0, 1.1, 0.9, 1.0, 1.05], [2.0, 3.0, 1.0, None, 4.0]),
+            summary("t1", "b", [1.02, 1.12, 0.92, 1.0, 1.03], [None] * 5),
+            summary("t1", "c", [5.0, 5.1, 4.9, 5.0, 5.05], [1.0] * 5),
+            summary("t2", "a", [3.0, 3.0], [None, None]),  # another task: its own best
+            summary("t2", "b", [2.0, 2.1], [1.0, None])]
+    mark_ties(rows)
+    assert [r.tied_with_best for r in rows] == [True, True, False, False, True]
+    assert rows[0].p_vs_best == 1.0 and rows[2].p_vs_best < 0.05
+    assert rows[0].seconds_to_target == 3.0  # median of 2, 3, 1, ∞, 4
+    assert rows[1].seconds_to_target is None and rows[4].seconds_to_target is None
+    d = rows[2].as_dict()
+    assert d["ci95"] == list(rows[2].ci95) and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    assert d["tied_with_best"] is False and d["seconds_to_target"] == 1.0
+    assert d["tuning_seed"] == 0 and d["seeds"] == [1, 2, 3, 4, 5]
 
 
 def test_performance_profile_by_hand():
@@ -65,6 +97,31 @@ def test_the_heavier_tasks_learn():
         assert not result.diverged
         assert result.final_test < result.curve[0]["test"]
         assert result.steps_to_target is not None  # the task's target is reached
+
+
+def test_the_transformer_learns_well_below_the_unigram_entropy():
+    """char_transformer on a short budget (500 of its 1,500 steps, Adam): the validation bits
+    per character end more than 1 bit below the entropy of the corpus's characters."""
+    corpus = data.text_corpus(level="char")
+    p = corpus.counts.double() / corpus.counts.sum()
+    entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())  # bits per character, ≈ 4.75
+    task = dataclasses.replace(get_task("char_transformer"), steps=500)
+    assert task.metric == "bpc" and task.label == "validation bits per character"
+    result = run_task(task, "adam", 1e-3)
+    assert not result.diverged and len(result.curve) == 20
+    assert result.final_test < entropy - 1.0, (result.final_test, entropy)
+
+
+def test_the_transformer_target_beats_a_trigram_model():
+    """The target of char_transformer lies below the validation cross-entropy of a trigram
+    model of the training characters (add-0.1 smoothing), in bits per character."""
+    corpus = data.text_corpus(level="char")
+    train, val, k = corpus.train.tolist(), corpus.val.tolist(), 0.1
+    triples = Counter(zip(train, train[1:], train[2:], strict=False))
+    pairs = Counter(zip(train, train[1:], strict=False))
+    bits = -sum(math.log2((triples[(a, b, c)] + k) / (pairs[(a, b)] + k * len(corpus.vocab)))
+                for a, b, c in zip(val, val[1:], val[2:], strict=False)) / (len(val) - 2)
+    assert get_task("char_transformer").target < bits < 4.0, bits
 
 
 def test_tpe_tuner_spends_the_same_budget_within_the_range():

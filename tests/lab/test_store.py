@@ -22,7 +22,7 @@ from optimlab.lab.store import Store
 LRS = [1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005]
 ARGS = ["compare", "--problems", "digits_mlp", "--optimizers", "sgd,adam", "--lrs",
         ",".join(map(str, LRS)), "--seeds", "3", "--quiet"]
-PLANNED = 2 * len(LRS) + 2 * 2  # tuning runs + two more seeds for each optimizer's best
+PLANNED = 2 * len(LRS) + 2 * 3  # tuning runs (seed 0) + three seeds of each optimizer's best
 HANG = 1800  # seconds: a sweep command taking longer has hung (it takes ~1 to 10 minutes)
 
 

@@ -152,6 +152,33 @@ def test_lstm_language_model_learns_a_corpus():
     assert logits.shape == (*x.shape, len(corpus.vocab))
 
 
+def test_transformer_language_model_is_causal_and_checks_its_arguments():
+    torch.manual_seed(0)
+    model = onn.TransformerLanguageModel(11, d_model=32, heads=4, layers=2, context=16).eval()
+    x = torch.randint(0, 11, (3, 16))
+    changed = x.clone()
+    changed[:, 9] = (changed[:, 9] + 1) % 11
+    logits, after = model(x), model(changed)
+    assert logits.shape == (3, 16, 11)
+    torch.testing.assert_close(logits[:, :9], after[:, :9], rtol=0, atol=0)  # no look-ahead
+    assert (logits[:, 9:] - after[:, 9:]).abs().amax(-1).min() > 0  # and from 9 on
+    assert model.output.weight is not model.embedding.weight
+    tied = onn.TransformerLanguageModel(11, d_model=32, heads=4, layers=1, context=16,
+                                        tie_weights=True)
+    assert tied.output.weight is tied.embedding.weight
+    y = torch.randint(0, 11, (3, 16))
+    assert model.loss(x, y).item() == pytest.approx(
+        nn.functional.cross_entropy(logits.reshape(-1, 11), y.reshape(-1)).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="longer than the context=16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="d_model=30 must be divisible by heads=4"):
+        onn.TransformerLanguageModel(11, d_model=30)
+    with pytest.raises(ValueError, match="layers=0"):
+        onn.TransformerLanguageModel(11, layers=0)
+    with pytest.raises(ValueError, match="dropout=1"):
+        onn.TransformerLanguageModel(11, dropout=1)
+
+
 def test_skipgram_loss_and_neighbours():
     from optimlab import data
     from optimlab.optim import Adam

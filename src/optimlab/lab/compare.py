@@ -15,6 +15,8 @@ import torch
 
 from ..optim import get
 from .problems import Surface, get_surface
+from .stepping import mode
+from .stepping import step as optimizer_step
 
 __all__ = ["Result", "compare", "run_surface", "DEFAULT_LRS"]
 
@@ -48,6 +50,14 @@ def run_surface(surface: Surface, optimizer: str, lr: float, steps: int, *,
     theta = torch.nn.Parameter(torch.tensor(surface.start, dtype=torch.float64))
     opt = get(optimizer, [theta], lr=lr, flavor=flavor)
     best, reached, loss = math.inf, None, math.inf
+    mode(opt, training=True)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        value = surface(theta)
+        value.backward()
+        return value
+
     start = time.perf_counter()
     for step in range(1, steps + 1):
         opt.zero_grad()
@@ -59,8 +69,9 @@ def run_surface(surface: Surface, optimizer: str, lr: float, steps: int, *,
         if reached is None and loss <= target:
             reached = step - 1
         value.backward()
-        opt.step()
+        optimizer_step(opt, closure)
     else:
+        mode(opt, training=False)  # the final loss at the evaluation point
         with torch.no_grad():
             loss = surface(theta).item()
         best = min(best, loss)

@@ -1,6 +1,7 @@
 """The lab's report: one self-contained HTML page (images and GIFs embedded) with the
-leaderboards, curves with seed bands, learning-rate sensitivity, the performance profile, the
-property table and the animations; plus CSV and JSON of every run.
+leaderboards (95 % confidence intervals, the group tied with the best), curves with seed
+bands, learning-rate sensitivity, the performance profile, the property table and the
+animations; plus CSV and JSON of every run.
 
 ``suite()`` is the default quick suite that ``make run`` runs.
 """
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 
 from .compare import Result, compare
 from .properties import Properties, measure
-from .protocol import Summary, performance_profile, sweep
+from .protocol import TUNING_SEED, Summary, mark_ties, performance_profile, sweep
+from .stats import ALPHA
 from .tasks import get_task
 
 __all__ = ["Report", "suite", "write"]
@@ -59,15 +61,41 @@ def _img(data: str, mime: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}">'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
+           classes: Sequence[str] | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)
+    body = "".join((f'<tr class="{html.escape(c)}">' if c else "<tr>")
+                   + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row, c in zip(rows, classes or [""] * len(rows), strict=True))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _fmt(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isinf(x)) else f"{x:.4g}"
+
+
+def _ci(s: Summary) -> str:
+    low, high = s.ci95
+    return f"[{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else "—"
+
+
+def _tied(s: Summary, rank: int) -> str:
+    if s.tied_with_best is None:
+        return "not tested"
+    return ("best" if rank == 1 else "tied") if s.tied_with_best else "worse"
+
+
+def _tied_group(ranked: list[Summary]) -> str:
+    """The sentence under a leaderboard that names the group tied with the best."""
+    tested = sum(1 for s in ranked[1:] if s.tied_with_best is not None)
+    if not ranked or not tested:
+        return ("<p class='tie'>Tied with the best: not tested (a test needs at least 2 seeds "
+                "per optimizer).</p>")
+    names = ", ".join(html.escape(s.optimizer) for s in ranked if s.tied_with_best)
+    return (f"<p class='tie'><b>Tied with the best:</b> {names} — not different from "
+            f"{html.escape(ranked[0].optimizer)} by Welch's t-test on the seeds' final values, "
+            f"Holm-corrected over {tested} comparison{'s' * (tested != 1)}, α = {ALPHA:g}."
+            f"</p>")
 
 
 def _curves(task: str, summaries: list[Summary]) -> str:
@@ -88,7 +116,7 @@ def _curves(task: str, summaries: list[Summary]) -> str:
         right.plot(lrs, [v if math.isfinite(v) else float("nan") for v in values], "-o",
                    color=line.get_color(), markersize=3)
     spec = get_task(task)
-    left.set_title(f"{task}: test {spec.metric}, mean and seed range", fontsize=9)
+    left.set_title(f"{task}: {spec.label}, mean and seed range", fontsize=9)
     left.set_xlabel("step")
     right.set_xscale("log")
     right.set_title("learning-rate sensitivity (final test, seed 0)", fontsize=9)
@@ -116,6 +144,7 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;col
 table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
+tr.tied td{background:#eaf6ea}p.tie,p.note{font-size:13px;margin-top:-.8em}
 h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
 
 # after load: how many images failed to decode (read back by the headless-browser test)
@@ -129,9 +158,23 @@ def write(report: Report, out: str) -> str:
     """Write ``out/index.html``, ``out/runs.csv`` and ``out/runs.json``; returns the page."""
     os.makedirs(out, exist_ok=True)
     took = f" in {report.seconds:.0f} s" if report.seconds else ""
+    mark_ties(report.summaries)
     parts = [f"<h1>optimlab report</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}{took}. "
              f"Every optimizer's learning rate is tuned on a log grid with a fixed budget; "
              f"trainable tasks re-run the best setting with several seeds.</p>"]
+    seeds = sorted({len(s.runs) for s in report.summaries})
+    if seeds:
+        few = (f" <b>Only {seeds[0]} seed{'s' * (seeds[0] != 1)}</b> here (a quick run; "
+               f"<code>optimlab compare</code> uses 5 by default): the intervals are rough and "
+               f"a real difference is rarely detected, so the tied groups are generous."
+               if seeds[0] < 5 else "")
+        parts.append(
+            f"<p class='note'>Trainable tasks: the learning rate is tuned on seed {TUNING_SEED} "
+            f"and the reported runs use {'/'.join(map(str, seeds))} other seeds, so the "
+            f"selection does not flatter the reported numbers. 95 % CI: percentile bootstrap "
+            f"of the mean over the seeds (10,000 resamples, fixed generator; too narrow for "
+            f"few seeds). Rows tied with the best (highlighted) are not different from it by "
+            f"Welch's t-test, Holm-corrected, α = {ALPHA:g}.{few}</p>")
     surfaces = sorted({r.problem for r in report.surfaces})
     if surfaces:
         parts.append("<h2>2-D surfaces</h2>")
@@ -142,7 +185,9 @@ def write(report: Report, out: str) -> str:
                 ["rank", "optimizer", "lr", "final loss", "distance to minimum",
                  "steps to target"],
                 [(i, r.optimizer, f"{r.lr:.3g}", "diverged" if r.diverged else _fmt(r.final_loss),
-                  _fmt(r.distance), r.steps_to_target or "—") for i, r in enumerate(rows, 1)]))
+                  _fmt(r.distance), r.steps_to_target or "—") for i, r in enumerate(rows, 1)])
+                + "<p class='tie'>Deterministic runs (one fixed start, no data noise): no "
+                  "confidence interval or tie test applies.</p>")
     tasks = sorted({s.task for s in report.summaries})
     if tasks:
         parts.append("<h2>Trainable tasks: leaderboards</h2>")
@@ -150,14 +195,18 @@ def write(report: Report, out: str) -> str:
             ranked = sorted((s for s in report.summaries if s.task == name),
                             key=lambda s: (s.mean, s.optimizer))
             spec = get_task(name)
-            parts.append(f"<h3>{html.escape(name)} — {html.escape(spec.description)} (test "
-                         f"{spec.metric}, target {spec.target:g})</h3>" + _table(
-                             ["rank", "optimizer", "lr", "final (mean)", "± std", "best",
-                              "steps to target", "seconds"],
-                             [(i, s.optimizer, f"{s.lr:.3g}", _fmt(s.mean), _fmt(s.std),
-                               _fmt(s.best), _fmt(s.steps_to_target),
+            parts.append(f"<h3>{html.escape(name)} — {html.escape(spec.description)} "
+                         f"({html.escape(spec.label)}, target {spec.target:g})</h3>" + _table(
+                             ["rank", "optimizer", "lr", "final (mean)", "± std", "95 % CI",
+                              "tied with best", "best", "steps to target", "s to target",
+                              "seconds"],
+                             [(i, s.optimizer, f"{s.lr:.3g}", _fmt(s.mean), _fmt(s.std), _ci(s),
+                               _tied(s, i), _fmt(s.best), _fmt(s.steps_to_target),
+                               _fmt(s.seconds_to_target),
                                _fmt(sum(r.seconds for r in s.runs) / len(s.runs)))
-                              for i, s in enumerate(ranked, 1)]))
+                              for i, s in enumerate(ranked, 1)],
+                             ["tied" if s.tied_with_best else "" for s in ranked])
+                         + _tied_group(ranked))
             parts.append(_curves(name, ranked))
         if len(tasks) > 1:
             parts.append("<h2>Performance profile</h2>" + _profile(report.summaries))
@@ -222,7 +271,7 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
     from .animate import animate_saddle, animate_surface, learning_rate_figure
 
     start = time.perf_counter()
-    optimizers = list(optimizers or names())
+    optimizers = list(optimizers or names(closure=False))  # the loops call step() alone
     report = Report()
     report.surfaces = compare(list(surfaces), optimizers, steps=surface_steps, lrs=list(lrs),
                               on_run=on_run)

@@ -2,8 +2,8 @@
 
 from .activations import Activation, Maxout, get, names
 from .fold import fold_batchnorm
-from .language import LSTMLanguageModel, SkipGram
+from .language import LSTMLanguageModel, SkipGram, TransformerLanguageModel
 from .models import MLP, SmallCNN
 
 __all__ = ["Activation", "Maxout", "get", "names", "fold_batchnorm", "MLP", "SmallCNN",
-           "LSTMLanguageModel", "SkipGram"]
+           "LSTMLanguageModel", "TransformerLanguageModel", "SkipGram"]

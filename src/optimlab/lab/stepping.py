@@ -1,0 +1,30 @@
+"""How the lab's training loops drive any registered optimizer: a closure for those whose step
+needs one (L-BFGS), and the train/eval switch of those that evaluate at another point than they
+train at (Schedule-Free's ``optimizer.train()`` / ``optimizer.eval()``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["step", "mode"]
+
+
+def step(optimizer: Optimizer, closure: Callable[[], Tensor]) -> None:
+    """``optimizer.step()`` after the caller's backward pass, or ``optimizer.step(closure)``
+    for an optimizer whose class sets ``needs_closure`` (``closure`` zeroes the gradients,
+    re-evaluates the loss, back-propagates and returns the loss)."""
+    if getattr(optimizer, "needs_closure", False):
+        optimizer.step(closure)
+    else:
+        optimizer.step()
+
+
+def mode(optimizer: Optimizer, training: bool) -> None:
+    """Put an optimizer with separate training and evaluation points in the wanted mode (its
+    ``train()`` / ``eval()`` methods); other optimizers have no modes and are left alone."""
+    switch = getattr(optimizer, "train" if training else "eval", None)
+    if callable(switch):
+        switch()

@@ -1,0 +1,65 @@
+"""The lab's loops drive optimizers whose step needs a closure (L-BFGS) and optimizers with
+separate training and evaluation points (Schedule-Free's train()/eval())."""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from optimlab.lab import tasks
+from optimlab.lab.problems import SURFACES
+
+compare = importlib.import_module("optimlab.lab.compare")  # the module, not the function
+
+
+class _ClosureLBFGS(torch.optim.LBFGS):
+    needs_closure = True
+
+
+def test_a_closure_optimizer_runs_on_a_surface_and_a_task(monkeypatch):
+    def get(name, params, **kwargs):
+        return _ClosureLBFGS(params, lr=kwargs["lr"], line_search_fn="strong_wolfe")
+
+    monkeypatch.setattr(compare, "get", get)
+    result = compare.run_surface(SURFACES["rosenbrock"], "lbfgs", 1.0, 30)
+    assert not result.diverged and result.final_loss < 1e-8  # SGD is far from this in 30 steps
+    monkeypatch.setattr(tasks, "get", get)
+    run = tasks.run_task("moons", "lbfgs", 1.0)
+    assert not run.diverged and run.final_test < 0.2
+
+
+class _Modes(torch.optim.SGD):
+    """SGD with a train/eval switch that records the mode of every step and evaluation."""
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, lr=kwargs["lr"])
+        self.training, self.log = None, []
+
+    def train(self):
+        self.training = True
+
+    def eval(self):
+        self.training = False
+        self.log.append("eval")
+
+    def step(self, closure=None):
+        self.log.append("step" if self.training else "step while evaluating")
+        return super().step(closure)
+
+
+def test_the_optimizer_is_in_eval_mode_for_every_evaluation_and_trains_in_train_mode(
+        monkeypatch):
+    made = []
+    monkeypatch.setattr(tasks, "get", lambda name, params, **kw: made.append(
+        _Modes(params, **kw)) or made[-1])
+    run = tasks.run_task("moons", "modes", 0.1, evaluations=10)
+    (opt,) = made
+    assert opt.log.count("eval") == len(run.curve) == 10
+    assert opt.log.count("step") == tasks.get_task("moons").steps
+    assert "step while evaluating" not in opt.log
+    made.clear()
+    monkeypatch.setattr(compare, "get", lambda name, params, **kw: made.append(
+        _Modes(params, **kw)) or made[-1])
+    compare.run_surface(SURFACES["beale"], "modes", 0.01, 20)
+    assert made[0].log == ["step"] * 20 + ["eval"]  # the final loss at the evaluation point
