@@ -2,7 +2,17 @@
 compare them on real problems."""
 
 from . import optim
-from .optim import ASGD, LBFGS, Optimizer, RAdam, Rprop
+from .optim import (
+    ASGD,
+    LBFGS,
+    Optimizer,
+    Prodigy,
+    RAdam,
+    Rprop,
+    ScheduleFreeAdamW,
+    ScheduleFreeSGD,
+)
 
 __version__ = "0.1.0"
-__all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "__version__"]
+__all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
+           "ScheduleFreeSGD", "Prodigy", "__version__"]

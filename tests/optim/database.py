@@ -87,13 +87,17 @@ class OptimizerInfo:
             is ``{cls}-{flavor}-{description}-{index}``, e.g. ``Adam-torch-amsgrad-1``. The first
             set (index 0, ids ending in "-0") is the entry's plain one, which the slower
             tests run alone.
-        reference: "torch" (torch.optim class of the same name), "keras" (keras.optimizers) or
-            "derivation" (a direct implementation of the paper's formula in references.py).
+        reference: "torch" (torch.optim class of the same name), "keras" (keras.optimizers),
+            "derivation" (a direct implementation of the paper's formula in references.py) or
+            "package" (a third-party package's class, named by ``package``).
         bad: (kwargs, name) pairs that must raise ValueError naming ``name``.
         torch_name: the torch.optim / keras.optimizers class name, if it differs.
         closure: True if ``step`` needs a closure (LBFGS). The generic tests step without
             one, so :func:`cases` leaves such entries out (only the bad inputs run); the
             optimizer has its own module (tests/optim/test_lbfgs.py).
+        package: with reference "package", the reference class as ``"module:Class"`` (e.g.
+            ``"prodigyopt:Prodigy"``), built with the hyper-parameters it takes by name.
+        package_kwargs: keywords always given to the package's class (e.g. ``foreach=False``).
     """
 
     cls: type
@@ -104,6 +108,8 @@ class OptimizerInfo:
     torch_name: str | None = None
     complex: bool = True
     closure: bool = False
+    package: str | None = None
+    package_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -301,6 +307,82 @@ DATABASE: list[OptimizerInfo] = [
     OptimizerInfo(oo.Ftrl, "torch", [
         ("l1+l2", {"lr": 0.1, "l1": 0.01, "l2": 0.01}),
     ], "keras", COMMON_BAD, complex=False),
+]
+
+
+def _package(cls, flavor: str, package: str, sets, bad=(), **kw) -> OptimizerInfo:
+    """An entry checked against a third-party package's class (the authors' implementation)."""
+    return OptimizerInfo(cls, flavor, sets, "package", list(bad) + COMMON_BAD, package=package,
+                         complex=False, **kw)
+
+
+#: the authors' Schedule-Free classes, single-tensor path (foreach=False, as torch references)
+SCHEDULEFREE_ADAMW = "schedulefree:AdamWScheduleFree"
+SCHEDULEFREE_SGD = "schedulefree:SGDScheduleFree"
+SINGLE_TENSOR = {"foreach": False}
+SCHEDULEFREE_BAD = [({"warmup_steps": -1}, "warmup_steps"), ({"r": -0.5}, "r"),
+                    ({"weight_lr_power": -1.0}, "weight_lr_power")]
+SCHEDULEFREE_ADAMW_BAD = [({"betas": (0.0, 0.999)}, "betas[0]"),
+                          ({"betas": (1.5, 0.999)}, "betas[0]"),
+                          ({"betas": (0.9, 1.0)}, "betas[1]"), ({"eps": -1e-8}, "eps"),
+                          *SCHEDULEFREE_BAD]
+SCHEDULEFREE_SGD_BAD = [({"momentum": 0.0}, "momentum"), ({"momentum": 1.0}, "momentum"),
+                        *SCHEDULEFREE_BAD]
+PRODIGY_BAD = [({"d0": 0.0}, "d0"), ({"eps": 0.0}, "eps"), ({"betas": (1.0, 0.999)}, "betas[0]"),
+               ({"betas": (0.9, 1.0)}, "betas[1]"), ({"beta3": 1.5}, "beta3"),
+               ({"d_coef": 0.0}, "d_coef"), ({"growth_rate": 0.0}, "growth_rate"),
+               ({"slice_p": 0}, "slice_p"), ({"slice_p": 1.5}, "slice_p"),
+               ({"fsdp_in_use": True}, "fsdp_in_use"),
+               ({"decouple": True, "decoupled_weight_decay": False}, "decouple")]
+
+DATABASE += [
+    _package(oo.ScheduleFreeAdamW, "torch", SCHEDULEFREE_ADAMW, [
+        ("plain", {"lr": 0.01}),
+        ("warmup+r+weight_lr_power",
+         {"lr": 0.02, "warmup_steps": 10, "r": 1.0, "weight_lr_power": 1.0}),
+        ("betas+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.05}),
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], SCHEDULEFREE_ADAMW_BAD, package_kwargs=SINGLE_TENSOR),
+    _package(oo.ScheduleFreeSGD, "torch", SCHEDULEFREE_SGD, [
+        ("plain", {"lr": 0.1}),
+        ("momentum+weight_decay", {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.01}),
+        ("warmup+r+weight_lr_power",
+         {"lr": 0.2, "warmup_steps": 5, "r": 0.5, "weight_lr_power": 0.0}),
+        # decoupled: λy added to the direction, the same update as the package's L2 at y
+        ("decoupled_weight_decay",
+         {"lr": 0.1, "weight_decay": 0.01, "decoupled_weight_decay": True}),
+        ("maximize", {"lr": 0.1, "maximize": True}),
+        *shared({"lr": 0.1}),
+    ], SCHEDULEFREE_SGD_BAD, package_kwargs=SINGLE_TENSOR),
+    _package(oo.Prodigy, "torch", "prodigyopt:Prodigy", [
+        # lr = 1 (the default) overshoots on this noisy problem, in the package too
+        ("plain", {"lr": 0.5}),
+        ("defaults", {}),
+        ("bias_correction+safeguard_warmup",
+         {"use_bias_correction": True, "safeguard_warmup": True}),
+        ("coupled_weight_decay", {"weight_decay": 0.01, "decouple": False}),
+        ("decoupled_weight_decay+growth_rate+d_coef+d0",
+         {"weight_decay": 0.05, "growth_rate": 1.05, "d_coef": 2.0, "d0": 1e-5}),
+        ("no_first_moment+beta3", {"betas": (0.0, 0.99), "beta3": 0.9}),
+        ("slice_p+lr+eps", {"slice_p": 3, "lr": 0.3, "eps": 1e-6}),
+        ("maximize", {"maximize": True}),
+        *shared({}),
+    ], PRODIGY_BAD),
+    # the keras flavor is the same algorithm with Keras' clipping formulas (not used here)
+    _package(oo.ScheduleFreeAdamW, "keras", SCHEDULEFREE_ADAMW, [
+        ("plain", {"lr": 0.01}),
+        ("weight_decay+warmup", {"lr": 0.01, "weight_decay": 0.05, "warmup_steps": 5}),
+    ], SCHEDULEFREE_ADAMW_BAD, package_kwargs=SINGLE_TENSOR),
+    _package(oo.ScheduleFreeSGD, "keras", SCHEDULEFREE_SGD, [
+        ("plain", {"lr": 0.1}),
+        ("momentum+weight_decay", {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.01}),
+    ], SCHEDULEFREE_SGD_BAD, package_kwargs=SINGLE_TENSOR),
+    _package(oo.Prodigy, "keras", "prodigyopt:Prodigy", [
+        ("plain", {"lr": 0.5}),
+        ("weight_decay+bias_correction", {"weight_decay": 0.05, "use_bias_correction": True}),
+    ], PRODIGY_BAD),
 ]
 
 

@@ -21,6 +21,8 @@ bounded run that descends the loss, not on one that climbs to overflow.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 import os
 import warnings
@@ -164,6 +166,43 @@ def _emulated_gradients(params, micro, hp: dict[str, Any]):
         torch.nn.utils.clip_grad_value_(params, hp["clipvalue"])
 
 
+class PackageRun(Run):
+    """A third-party package's optimizer (the entry's ``package``, ``"module:Class"``): the
+    authors' implementations of Schedule-Free, Prodigy, ... The hyper-parameters its class takes
+    by name are passed as they are (the entries use the package's names); clipping and
+    accumulation are emulated as for torch.optim, and ``maximize=True``, which these packages
+    lack, by descending the loss itself (the negated gradient of :func:`signed_loss`). Keys the
+    class does not take are optimlab's own options: left out, so a set using one checks that
+    it gives the package's update. An optimizer with ``train()`` (Schedule-Free) is put in
+    training mode before its first step, as its package requires."""
+
+    def __init__(self, info: OptimizerInfo, hp: dict[str, Any], scheduler=None):
+        module, _, name = info.package.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        accepted = inspect.signature(cls).parameters
+        kwargs = {key: v for key, v in hp.items() if key in accepted and key not in OPTIONS}
+        self.hp = hp
+        self.params = [torch.nn.Parameter(p) for p in initial_parameters()]
+        self.optimizer = cls(self.params, **kwargs, **info.package_kwargs)
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()
+        self.scheduler = scheduler(self.optimizer) if scheduler else None
+
+    def update(self, micro) -> None:
+        _emulated_gradients(self.params, micro, self.hp)
+        if self.hp.get("maximize"):
+            for p in self.params:
+                p.grad = -p.grad
+        if self.scheduler is not None:  # as TorchRun: optimlab's scheduler steps per micro-step
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(len(micro) - 1):
+                    self.scheduler.step()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+
 _KERAS_NAMES = {"lr": "learning_rate", "eps": "epsilon", "alpha": "rho",
                 "lr_power": "learning_rate_power", "l1": "l1_regularization_strength",
                 "l2": "l2_regularization_strength",
@@ -254,7 +293,8 @@ class DerivationRun(Run):
 
 def reference_run(info: OptimizerInfo, hp: dict[str, Any]) -> Run:
     """The entry's reference implementation, ready to train."""
-    runner = {"torch": TorchRun, "keras": KerasRun, "derivation": DerivationRun}
+    runner = {"torch": TorchRun, "keras": KerasRun, "derivation": DerivationRun,
+              "package": PackageRun}
     return runner[info.reference](info, hp)
 
 

@@ -4,6 +4,7 @@ two processes resume at one."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -13,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from optimlab.optim import get, names
+from optimlab.optim import get
 from optimlab.train import distributed
 
 from . import distributed_run as run
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
-RUNS = [(s, n, e) for s, engines in run.ENGINES.items() for n in names(closure=False)
+RUNS = [(s, n, e) for s, engines in run.ENGINES.items() for n in run.supported(s)
         for e in engines]  # LBFGS's step needs a closure: the Trainer steps without one
 
 
@@ -119,5 +120,9 @@ def test_strategies_and_backends_are_checked():
         distributed.init_from_env("mpi")
     with pytest.raises(ValueError, match="global_clipnorm=1.0 with strategy='zero'.*partition"):
         distributed.make_optimizer(get, [], "zero", global_clipnorm=1.0)
+    for strategy, refused in run.REFUSED.items():
+        for name in refused:
+            with pytest.raises(ValueError, match=f"with strategy='{strategy}'.*'ddp'"):
+                distributed.make_optimizer(functools.partial(get, name), [], strategy)
     with pytest.raises(RuntimeError, match="needs a process group"):
         distributed.parallelize(torch.nn.Linear(2, 2), "ddp")

@@ -9,6 +9,8 @@ from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
 from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
+from .prodigy import Prodigy
+from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from .transforms import chain
 from .zoo import (
     ASGD,
@@ -33,5 +35,5 @@ __all__ = [
     "Optimizer", "transforms", "chain", "get", "names", "REGISTRY", "FLAVORS", "ENGINES",
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
-    "RAdam", "Rprop", "ASGD", "LBFGS",
+    "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
 ]

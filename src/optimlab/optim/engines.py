@@ -100,7 +100,8 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
     """
     target = p
     p, g = preprocess(p, g, hp, dtype)
-    if hp.on("weight_decay") and hp.on("decoupled_weight_decay"):
+    if (hp.on("weight_decay") and hp.on("decoupled_weight_decay")
+            and not chain.owns_decoupled_weight_decay):  # else the chain decays in its own way
         p.mul_(1 - hp["lr"] * hp["weight_decay"])
     u, scale = chain.update(g, g, s, p, hp, c)
     if scale is None:

@@ -337,6 +337,37 @@ class Optimizer(torch.optim.Optimizer):
                 if self.use_ema and EMA not in self.state[p]:
                     self.state[p][EMA] = self._ema_buffer(p)
 
+    @torch.no_grad()
+    def train(self, mode: bool = True) -> None:
+        """Put the parameters at the point the optimizer takes gradients at (``mode=True``) or
+        at the point to evaluate the model at (``mode=False``, as :meth:`eval`).
+
+        Only for optimizers whose chain has such modes (Schedule-Free: its parameters hold y
+        in training and x in evaluation): each group whose ``train_mode`` differs has every
+        parameter with state moved in place by the chain's
+        :meth:`~optimlab.optim.transforms.Transform.to_train` /
+        :meth:`~optimlab.optim.transforms.Transform.to_eval`, and its ``train_mode`` set, as
+        the authors' package does; :meth:`step` refuses to run in evaluation mode. For every
+        other optimizer it does nothing, so a training loop may call it on any optimizer.
+        """
+        if not self.chain.modes:
+            return
+        for group in self.param_groups:
+            if bool(group.get("train_mode", True)) == mode:
+                continue
+            hp = Hyper(group)
+            move = self.chain.to_train if mode else self.chain.to_eval
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state:
+                    move(p, state, hp)
+            group["train_mode"] = mode
+
+    def eval(self) -> None:
+        """``train(False)``: the parameters to the point to evaluate the model at (see
+        :meth:`train`)."""
+        self.train(False)
+
     def announce(self, message: str) -> None:
         """Warn once per optimizer about a fallback or a choice made for the user."""
         if message not in self._announced:
@@ -351,6 +382,12 @@ class Optimizer(torch.optim.Optimizer):
         Args:
             closure: re-evaluates the model and returns the loss (optional).
         """
+        if self.chain.modes and not all(g.get("train_mode", True) for g in self.param_groups):
+            raise RuntimeError(
+                f"{type(self).__name__}.step() was called in evaluation mode: the parameters "
+                f"hold the averaged point x, not the point y that gradients are taken at. "
+                f"Call optimizer.train() before training (and optimizer.eval() before "
+                f"evaluating or saving)")
         loss = None
         if closure is not None:
             with torch.enable_grad():

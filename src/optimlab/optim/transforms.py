@@ -17,7 +17,9 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
 * :class:`RectifiedAdapt` — RAdam's adaptation, used only where its variance is tractable;
 * :class:`ResilientStep` — Rprop's per-coordinate step sizes driven by gradient signs;
 * :class:`DecayingLearningRate` — ASGD's η_t = lr/(1 + λ·lr·t)^α on the λ-regularized loss;
-* :class:`AverageIterates` — Polyak–Juditsky averaging of the iterates (ASGD's ``ax``).
+* :class:`AverageIterates` — Polyak–Juditsky averaging of the iterates (ASGD's ``ax``);
+* :class:`DecoupledWeightDecay` — u + λp inside the chain, for algorithms whose decoupled
+  decay is scaled by their own step size (Prodigy) or taken at their own point (Schedule-Free).
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -53,6 +55,7 @@ __all__ = [
     "ResilientStep",
     "DecayingLearningRate",
     "AverageIterates",
+    "DecoupledWeightDecay",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -237,6 +240,14 @@ class Transform:
       parameters: a first pass calls ``reduce`` on every parameter (or piece of one) with a
       gradient and sums the 0-d tensors it returns; ``combine(group, totals)`` then updates
       group entries; the usual pass (:meth:`prepare`, :meth:`update`) follows.
+
+    One optional hook moves the parameters themselves, outside any step:
+
+    * :meth:`to_eval` and :meth:`to_train` (with :attr:`modes`): an algorithm that evaluates
+      its gradients at another point than the one to evaluate the model at (Schedule-Free's
+      y and x) moves each parameter with state between the two, in place, when
+      :meth:`Optimizer.eval() <optimlab.optim.Optimizer.eval>` and ``train()`` are called;
+      the mode is the group's ``train_mode``, as the authors' package keeps it.
     """
 
     #: group key → allowed interval, e.g. ``{"betas.0": "[0, 1)"}``; used to validate groups.
@@ -254,9 +265,23 @@ class Transform:
     scope: str = "element"
     #: True if the transform implements :meth:`reduce` and :meth:`combine`.
     reduces: bool = False
+    #: True if the transform implements :meth:`to_eval` and :meth:`to_train`.
+    modes: bool = False
+    #: True if the chain applies decoupled weight decay itself, in its own form (scaled by an
+    #: adapted step size, or at another point than the update): with the group's
+    #: ``decoupled_weight_decay`` on, the base then leaves ``weight_decay`` to the chain
+    #: instead of applying p ← p(1 − ηλ) (coupled L2 decay stays the base's).
+    owns_decoupled_weight_decay: bool = False
 
     def begin(self, group: dict) -> None:
         """Once per param group and step, before any parameter: update group-level state."""
+
+    def to_eval(self, p: Tensor, s: State, hp: Hyper) -> None:
+        """Move the parameter ``p`` (the user's tensor, with state ``s``) in place from the
+        point gradients are taken at to the point the model is evaluated at."""
+
+    def to_train(self, p: Tensor, s: State, hp: Hyper) -> None:
+        """The inverse of :meth:`to_eval`: back to the point gradients are taken at."""
 
     def reduce(self, g: Tensor, s: State, p: Tensor, hp: Hyper) -> dict[str, Tensor]:
         """First pass of a global reduction: this parameter's (or piece's) share of the sums,
@@ -351,9 +376,25 @@ class Chain(Transform):
     def reduces(self) -> bool:  # type: ignore[override]
         return any(t.reduces for t in self.transforms)
 
+    @property
+    def modes(self) -> bool:  # type: ignore[override]
+        return any(t.modes for t in self.transforms)
+
+    @property
+    def owns_decoupled_weight_decay(self) -> bool:  # type: ignore[override]
+        return any(t.owns_decoupled_weight_decay for t in self.transforms)
+
     def begin(self, group):
         for t in self.transforms:
             t.begin(group)
+
+    def to_eval(self, p, s, hp):
+        for t in reversed(self.transforms):  # undo the last move first
+            t.to_eval(p, s, hp)
+
+    def to_train(self, p, s, hp):
+        for t in self.transforms:
+            t.to_train(p, s, hp)
 
     def reduce(self, g, s, p, hp) -> dict[str, Tensor]:
         """Every reducing transform's sums, keyed ``"{index}.{name}"``."""
@@ -584,15 +625,22 @@ class Adapt(Transform):
     References: Duchi et al. 2011 (Adagrad); Tieleman & Hinton 2012 (RMSprop);
     Kingma & Ba 2015 (Adam, Adamax). State: ``name`` (torch's: ``exp_avg_sq``, ``square_avg``,
     ``sum``, ``exp_inf``), ``grad_avg`` if centered, ``max_exp_avg_sq`` with AMSGrad.
+
+    The bias correction :math:`c = 1 - \beta^t` counts t in the parameter's own steps, or with
+    ``count`` in a group entry (Schedule-Free's ``k``, the group's step count, which a
+    :meth:`~Transform.begin` hook advances before the step).
     """
 
     STATISTICS = ("ema", "sum", "max")
     linear = True
     flags = ("centered", "amsgrad")
+    #: the group key counting the bias correction's steps (None: the parameter's own count).
+    count: str | None = None
 
     def __init__(self, statistic: str = "ema", decay: str | None = "betas.1",
                  bias_correction: bool = False, eps: str = "after_root",
-                 name: str = "exp_avg_sq", initial: str | None = None):
+                 name: str = "exp_avg_sq", initial: str | None = None,
+                 count: str | None = None):
         if statistic not in self.STATISTICS:
             raise ValueError(f"statistic={statistic!r} is not one of {self.STATISTICS}")
         if eps not in EPS_PLACEMENTS:
@@ -601,6 +649,8 @@ class Adapt(Transform):
             raise ValueError(f"statistic={statistic!r} needs a decay hyper-parameter")
         self.statistic, self.decay, self.bias_correction = statistic, decay, bias_correction
         self.eps, self.name, self.initial = eps, name, initial
+        if count is not None:  # only then, so that the chains without one keep their repr
+            self.count = count
         self.hyperparameters = {"eps": NONNEGATIVE}
         if statistic != "sum":  # β < 1 for the maximum too, as torch's Adamax checks
             self.hyperparameters[decay] = UNIT_OPEN if bias_correction or statistic == "max" \
@@ -624,6 +674,8 @@ class Adapt(Transform):
     def prepare(self, s, hp, step):
         if not self.bias_correction:
             return {}
+        if self.count is not None:
+            step = hp[self.count]
         correction = 1 - hp[self.decay] ** step
         root = correction**0.5
         return {"correction": correction, "root": root, "eps_root": hp["eps"] * root}
@@ -857,4 +909,28 @@ class AverageIterates(Transform):
             ax.add_((p - u).sub_(ax).mul_(c["mu"]))
         else:
             ax.copy_(p - u)
+        return u
+
+
+class DecoupledWeightDecay(Transform):
+    r"""Decoupled weight decay as a step of the chain, where the algorithm decays:
+
+    .. math:: \text{out} = u + \lambda p \quad \text{with the group's
+              ``decoupled_weight_decay`` on, else } u
+
+    placed before the transform that scales the direction by the step size, so that the
+    decay is scaled by the algorithm's own step size (Prodigy's d·η) or taken at its own
+    point (Schedule-Free's λy, added to the normalized gradient). The chain then
+    :attr:`~Transform.owns_decoupled_weight_decay`: the base does not also apply
+    p ← p(1 − ηλ); with ``decoupled_weight_decay`` off the base's coupled L2 decay applies as
+    usual. Group key: ``weight_decay`` (λ). Reference: Loshchilov & Hutter, "Decoupled Weight
+    Decay Regularization", ICLR 2019.
+    """
+
+    hyperparameters = {"weight_decay": NONNEGATIVE}
+    owns_decoupled_weight_decay = True
+
+    def update(self, u, g, s, p, hp, c):
+        if hp.on("weight_decay") and hp.on("decoupled_weight_decay"):
+            return u + p * hp["weight_decay"]
         return u

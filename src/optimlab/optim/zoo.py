@@ -18,6 +18,8 @@ from torch import Tensor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .optimizer import Optimizer
+from .prodigy import Prodigy
+from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from .transforms import (
     Adapt,
     AverageGradient,
@@ -493,6 +495,9 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "rprop": Rprop,
     "asgd": ASGD,
     "lbfgs": LBFGS,
+    "schedulefree_adamw": ScheduleFreeAdamW,
+    "schedulefree_sgd": ScheduleFreeSGD,
+    "prodigy": Prodigy,
 }
 
 

@@ -110,7 +110,12 @@ def parallelize(model: nn.Module, strategy: str = "ddp") -> nn.Module:
 def make_optimizer(build: Callable[..., torch.optim.Optimizer], params: Iterable[Tensor],
                    strategy: str | None = None, **hyper: Any) -> torch.optim.Optimizer:
     """``build(params, **hyper)``; under ``"zero"`` wrapped in ZeroRedundancyOptimizer, which
-    gives each rank the optimizer state of its share of the parameters."""
+    gives each rank the optimizer state of its share of the parameters.
+
+    Refused with a ``ValueError`` naming the fix: an optimizer whose step reduces over all of
+    a param group's parameters (Prodigy's estimate of d) under ``"zero"``, where each rank's
+    optimizer sees only its partition, and one that needs whole tensors under ``"fsdp"``,
+    whose parameters are shards."""
     if strategy is not None:
         _check_strategy(strategy)
     if strategy == "zero":
@@ -123,8 +128,28 @@ def make_optimizer(build: Callable[..., torch.optim.Optimizer], params: Iterable
                 f"with torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) before "
                 f"step, or use strategy 'ddp' or 'fsdp'")
 
+        _check_chain(build, hyper, strategy)
         return ZeroRedundancyOptimizer(params, optimizer_class=build, **hyper)
+    if strategy == "fsdp":
+        _check_chain(build, hyper, strategy)
     return build(params, **hyper)
+
+
+def _check_chain(build: Callable[..., torch.optim.Optimizer], hyper: dict[str, Any],
+                 strategy: str) -> None:
+    """Refuse an optimizer whose chain the strategy cannot run as one process would (see
+    :func:`make_optimizer`), built on a probe parameter (its state is made lazily)."""
+    probe = build([nn.Parameter(torch.zeros(1))], **hyper)
+    chain, name = getattr(probe, "chain", None), type(probe).__name__
+    if strategy == "zero" and chain is not None and chain.reduces:
+        raise ValueError(
+            f"{name} with strategy='zero': its step reduces over all of a param group's "
+            f"parameters, and each rank's optimizer sees only its partition, so the result "
+            f"would not be the global one; use strategy 'ddp'")
+    if strategy == "fsdp" and chain is not None and chain.scope == "tensor":
+        raise ValueError(
+            f"{name} with strategy='fsdp': its step needs whole tensors, and FSDP2's "
+            f"parameters are shards; use strategy 'ddp'")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
