@@ -123,6 +123,20 @@ class OptimlabRun(Run):
                 self.scheduler.step()
 
 
+def _step_after_micro_steps(optimizer, scheduler, k: int) -> None:
+    """One update after ``k`` micro-batches whose gradients are already in ``.grad``: optimlab's
+    scheduler steps after every micro-step and the update comes at the k-th, so the reference's
+    scheduler steps k − 1 times before its update and once after."""
+    if scheduler is not None:
+        with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()"
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(k - 1):
+                scheduler.step()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 class TorchRun(Run):
     """torch.optim's class of the same name (single-tensor implementation); clipping and
     accumulation emulated with torch.nn.utils on the mean gradient of the micro-batches."""
@@ -138,15 +152,7 @@ class TorchRun(Run):
 
     def update(self, micro) -> None:
         _emulated_gradients(self.params, micro, self.hp)
-        # optimlab's scheduler steps after every micro-step; the update comes at the k-th
-        if self.scheduler is not None:
-            with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()"
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(len(micro) - 1):
-                    self.scheduler.step()
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        _step_after_micro_steps(self.optimizer, self.scheduler, len(micro))
 
 
 def _emulated_gradients(params, micro, hp: dict[str, Any]):
@@ -193,14 +199,7 @@ class PackageRun(Run):
         if self.hp.get("maximize"):
             for p in self.params:
                 p.grad = -p.grad
-        if self.scheduler is not None:  # as TorchRun: optimlab's scheduler steps per micro-step
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(len(micro) - 1):
-                    self.scheduler.step()
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        _step_after_micro_steps(self.optimizer, self.scheduler, len(micro))
 
 
 _KERAS_NAMES = {"lr": "learning_rate", "eps": "epsilon", "alpha": "rho",
