@@ -19,7 +19,14 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
 * :class:`DecayingLearningRate` — ASGD's η_t = lr/(1 + λ·lr·t)^α on the λ-regularized loss;
 * :class:`AverageIterates` — Polyak–Juditsky averaging of the iterates (ASGD's ``ax``);
 * :class:`DecoupledWeightDecay` — u + λp inside the chain, for algorithms whose decoupled
-  decay is scaled by their own step size (Prodigy) or taken at their own point (Schedule-Free).
+  decay is scaled by their own step size (Prodigy) or taken at their own point (Schedule-Free);
+* :class:`BiasCorrection` — 1/(1 − βᵗ) of an average taken earlier in the chain (AdaBelief);
+* :class:`FixedWeightDecay` — decoupled decay after the learning rate, optionally not scaled by
+  it (``fixed_decay``);
+* :class:`InterpolatedSign` — Lion's sign of an interpolation between momentum and gradient;
+* :class:`DecorrelatedAdapt` — ADOPT's normalization by the previous steps' second moment,
+  clipped, before any averaging;
+* :class:`MixSlowAverage` — AdEMAMix's slow EMA of the gradient, added to the fast one.
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -56,6 +63,11 @@ __all__ = [
     "DecayingLearningRate",
     "AverageIterates",
     "DecoupledWeightDecay",
+    "BiasCorrection",
+    "FixedWeightDecay",
+    "InterpolatedSign",
+    "DecorrelatedAdapt",
+    "MixSlowAverage",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -532,18 +544,25 @@ class AverageGradient(Transform):
     .. math:: m_t = \beta m_{t-1} + (1-\beta) u_t, \qquad
               \text{out} = m_t / (1-\beta^t) \text{ if bias-corrected, else } m_t
 
+    :math:`m_0 = 0`, or the group's ``initial`` entry (Yogi's ``initial_accumulator_value``).
     Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1. State: ``exp_avg``.
     """
 
     state = ("exp_avg",)
 
-    def __init__(self, decay: str = "betas.0", bias_correction: bool = True):
+    def __init__(self, decay: str = "betas.0", bias_correction: bool = True,
+                 initial: str | None = None):
         self.decay = decay
         self.bias_correction = bias_correction
         self.hyperparameters = {decay: UNIT_OPEN}
+        if initial is not None:  # only then, so that the chains without one keep their repr
+            self.initial = initial
+            self.hyperparameters[initial] = NONNEGATIVE
 
     def init(self, p, hp):
-        return {"exp_avg": torch.zeros_like(p)}
+        initial = getattr(self, "initial", None)
+        return {"exp_avg": torch.full_like(p, hp.get(initial, 0.0)) if initial
+                else torch.zeros_like(p)}
 
     def prepare(self, s, hp, step):
         return {"correction": 1 - hp[self.decay] ** step} if self.bias_correction else {}
@@ -616,22 +635,31 @@ class Adapt(Transform):
     * ``"ema"``:  :math:`v_t = \beta v_{t-1} + (1-\beta) g_t^2` (RMSprop, Adam, Adadelta);
     * ``"sum"``:  :math:`v_t = v_{t-1} + g_t^2`, :math:`v_0` = ``initial_accumulator_value``
       (Adagrad);
-    * ``"max"``:  :math:`v_t = \max(\beta v_{t-1}, |g_t|)` (the L∞ norm of Adamax).
+    * ``"max"``:  :math:`v_t = \max(\beta v_{t-1}, |g_t|)` (the L∞ norm of Adamax);
+    * ``"belief"``: :math:`v_t = \beta v_{t-1} + (1-\beta)(g_t - u_t)^2 + \epsilon`, the EMA of
+      the squared deviation of the gradient from its prediction :math:`u_t` — the incoming
+      direction, the first moment :math:`m_t` (AdaBelief: Zhuang et al., NeurIPS 2020, Alg. 2,
+      ε inside the statistic as there). The statistic depends on ``u``, so the transform is not
+      :attr:`~Transform.linear`: put the first moment before it un-corrected
+      (:class:`BiasCorrection` after it);
+    * ``"yogi"``: :math:`v_t = v_{t-1} - (1-\beta)\,\operatorname{sign}(v_{t-1} - g_t^2)\,g_t^2`,
+      an additive change of at most :math:`(1-\beta) g_t^2` (Yogi: Zaheer et al., NeurIPS 2018).
 
     and the output is :math:`u / d` with :math:`d` given by ``eps`` (see :data:`EPS_PLACEMENTS`).
     Group flags: ``centered`` replaces :math:`v` by :math:`v - \bar g^2` (Graves 2013);
-    ``amsgrad`` by its running maximum (Reddi et al., ICLR 2018).
+    ``amsgrad`` by its running maximum (Reddi et al., ICLR 2018), kept as ``max_{name}``.
 
     References: Duchi et al. 2011 (Adagrad); Tieleman & Hinton 2012 (RMSprop);
     Kingma & Ba 2015 (Adam, Adamax). State: ``name`` (torch's: ``exp_avg_sq``, ``square_avg``,
-    ``sum``, ``exp_inf``), ``grad_avg`` if centered, ``max_exp_avg_sq`` with AMSGrad.
+    ``sum``, ``exp_inf``, ``exp_avg_var``), ``grad_avg`` if centered, ``max_{name}`` with
+    AMSGrad (``max_exp_avg_sq``).
 
     The bias correction :math:`c = 1 - \beta^t` counts t in the parameter's own steps, or with
     ``count`` in a group entry (Schedule-Free's ``k``, the group's step count, which a
     :meth:`~Transform.begin` hook advances before the step).
     """
 
-    STATISTICS = ("ema", "sum", "max")
+    STATISTICS = ("ema", "sum", "max", "belief", "yogi")
     linear = True
     flags = ("centered", "amsgrad")
     #: the group key counting the bias correction's steps (None: the parameter's own count).
@@ -651,6 +679,8 @@ class Adapt(Transform):
         self.eps, self.name, self.initial = eps, name, initial
         if count is not None:  # only then, so that the chains without one keep their repr
             self.count = count
+        if statistic == "belief":  # the statistic depends on u (see the class docstring)
+            self.linear = False
         self.hyperparameters = {"eps": NONNEGATIVE}
         if statistic != "sum":  # β < 1 for the maximum too, as torch's Adamax checks
             self.hyperparameters[decay] = UNIT_OPEN if bias_correction or statistic == "max" \
@@ -660,15 +690,20 @@ class Adapt(Transform):
 
     @property
     def state(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (self.name, "grad_avg", "max_exp_avg_sq")
+        return (self.name, "grad_avg", self.maximum)
+
+    @property
+    def maximum(self) -> str:
+        """The name of the AMSGrad buffer: ``max_exp_avg_sq`` for torch's ``exp_avg_sq``."""
+        return f"max_{self.name}"
 
     def init(self, p, hp):
         init = hp.get(self.initial, 0.0) if self.initial else 0.0
         buffers = {self.name: torch.full_like(p, init)}
         if hp.on("centered"):
             buffers["grad_avg"] = torch.zeros_like(p)
-        if hp.on("amsgrad"):
-            buffers["max_exp_avg_sq"] = torch.zeros_like(p)
+        if "amsgrad" in self.flags and hp.on("amsgrad"):
+            buffers[self.maximum] = torch.zeros_like(p)
         return buffers
 
     def prepare(self, s, hp, step):
@@ -688,6 +723,12 @@ class Adapt(Transform):
             v.mul_(beta).addcmul_(g, g, value=1 - beta)
         elif self.statistic == "sum":
             v.addcmul_(g, g)
+        elif self.statistic == "belief":
+            residual = g - u
+            v.mul_(beta).addcmul_(residual, residual, value=1 - beta).add_(eps)
+        elif self.statistic == "yogi":
+            square = g * g
+            v.addcmul_((v - square).sign_(), square, value=-(1 - beta))
         else:
             magnitude = g.abs().add_(eps) if self.eps == "inside_root" else g.abs()
             torch.maximum(v.mul_(beta), magnitude, out=v)
@@ -695,8 +736,8 @@ class Adapt(Transform):
             mean = s["grad_avg"]
             mean.lerp_(g, 1 - beta)
             v = v.addcmul(mean, mean, value=-1)
-        if hp.on("amsgrad"):
-            v = torch.maximum(s["max_exp_avg_sq"], v, out=s["max_exp_avg_sq"])
+        if "amsgrad" in self.flags and hp.on("amsgrad"):
+            v = torch.maximum(s[self.maximum], v, out=s[self.maximum])
         if self.statistic == "max":  # no root; ε already inside the max for "inside_root"
             if not c:
                 return u / (v if self.eps == "inside_root" else v + eps)
@@ -757,21 +798,36 @@ class RectifiedAdapt(Adapt):
 
     :math:`v_t` (:class:`Adapt`'s ``"ema"`` statistic, ε before the bias correction as torch's
     RAdam) is updated at every step, the un-adapted ones included. ρ_t and r_t are computed in
-    Python floats as ``torch.optim.RAdam`` computes them.
+    Python floats as ``torch.optim.RAdam`` computes them. There is no AMSGrad variant (an
+    ``amsgrad`` flag in the group is not read).
+
+    Options for AdaBelief's rectified form (the authors' package): ``statistic="belief"``
+    (:class:`Adapt`), ``inclusive=True`` switches the adaptation on at ρ_t ≥ 5, and
+    ``degenerate`` names a group flag (``degenerated_to_sgd``) that, when off, makes the
+    un-adapted steps zero instead of u.
     Reference: Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
     ICLR 2020. State: ``name`` (``exp_avg_sq``).
     """
 
-    def __init__(self, decay: str = "betas.1", name: str = "exp_avg_sq"):
-        super().__init__("ema", decay, bias_correction=True, eps="before_bias_correction",
+    def __init__(self, decay: str = "betas.1", name: str = "exp_avg_sq",
+                 statistic: str = "ema", inclusive: bool = False,
+                 degenerate: str | None = None):
+        super().__init__(statistic, decay, bias_correction=True, eps="before_bias_correction",
                          name=name)
+        if inclusive or degenerate:  # only then, so that RAdam's chain keeps its repr
+            self.inclusive, self.degenerate = inclusive, degenerate
+
+    @property
+    def flags(self) -> tuple[str, ...]:  # type: ignore[override]
+        degenerate = getattr(self, "degenerate", None)
+        return ("centered",) + ((degenerate,) if degenerate else ())
 
     def prepare(self, s, hp, step):
         c = super().prepare(s, hp, step)
         beta = hp[self.decay]
         rho_inf = 2 / (1 - beta) - 1
         rho = rho_inf - 2 * step * (beta**step) / c["correction"]
-        c["rectified"] = rho > 5.0
+        c["rectified"] = rho >= 5.0 if getattr(self, "inclusive", False) else rho > 5.0
         # r_t only where defined (ρ_t > 5); 1.0 keeps the coefficients' keys fixed
         c["rect"] = ((rho - 4) * (rho - 2) * rho_inf
                      / ((rho_inf - 4) * (rho_inf - 2) * rho)) ** 0.5 if c["rectified"] else 1.0
@@ -780,7 +836,8 @@ class RectifiedAdapt(Adapt):
     def update(self, u, g, s, p, hp, c):
         adapted, root = super().update(u, g, s, p, hp, c)  # the statistic moves at every step
         if not c["rectified"]:
-            return u
+            degenerate = getattr(self, "degenerate", None)
+            return u if degenerate is None or hp.on(degenerate) else torch.zeros_like(u)
         return adapted, root * c["rect"]
 
 
