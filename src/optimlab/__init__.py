@@ -3,16 +3,22 @@ compare them on real problems."""
 
 from . import optim
 from .optim import (
+    ADOPT,
     ASGD,
     LBFGS,
+    AdaBelief,
+    AdEMAMix,
+    Lion,
     Optimizer,
     Prodigy,
     RAdam,
     Rprop,
     ScheduleFreeAdamW,
     ScheduleFreeSGD,
+    Yogi,
 )
 
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
-           "ScheduleFreeSGD", "Prodigy", "__version__"]
+           "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
+           "__version__"]

@@ -7,6 +7,7 @@ must raise. A new optimizer gets every generic test by adding one entry here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,16 @@ class OptimizerInfo:
         package: with reference "package", the reference class as ``"module:Class"`` (e.g.
             ``"prodigyopt:Prodigy"``), built with the hyper-parameters it takes by name.
         package_kwargs: keywords always given to the package's class (e.g. ``foreach=False``).
+        reference_hp: maps a set's hyper-parameters (our names) to what the reference is
+            given: a package's keywords (passed as they are, with ``package_kwargs``), or for
+            Keras our names completed where our flavor's defaults are not Keras' (KerasRun
+            renames them). None: the set itself (for a package, the keys its class takes).
+        sign_argument: for an update that is the sign of an expression (Lion), given a
+            parameter's state before the update, the gradient the chain receives and the param
+            group: the expression and the bound on its rounding within which two correct
+            implementations may put it on either side of 0 (see :func:`lion_sign_argument`).
+            Step-by-step comparisons leave out the coordinates within that bound, and only
+            those.
     """
 
     cls: type
@@ -110,6 +121,8 @@ class OptimizerInfo:
     closure: bool = False
     package: str | None = None
     package_kwargs: dict[str, Any] = field(default_factory=dict)
+    reference_hp: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    sign_argument: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def id(self) -> str:
@@ -125,6 +138,13 @@ class OptimizerInfo:
     @property
     def reference_name(self) -> str:
         return self.torch_name or self.cls.__name__
+
+    @property
+    def reference_takes_schedulers(self) -> bool:
+        """The reference is a ``torch.optim.Optimizer`` (torch.optim's or a package's class), so
+        torch's learning-rate schedulers drive it as they drive ours; Keras' optimizers and the
+        derivations take none."""
+        return self.reference in ("torch", "package")
 
     def make(self, params, **kwargs) -> oo.Optimizer:
         return self.cls(params, flavor=self.flavor, **kwargs)
@@ -383,6 +403,174 @@ DATABASE += [
         ("plain", {"lr": 0.5}),
         ("weight_decay+bias_correction", {"weight_decay": 0.05, "use_bias_correction": True}),
     ], PRODIGY_BAD),
+]
+
+
+def lion_sign_argument(state, grad: torch.Tensor, group) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lion's c = β₁m + (1−β₁)g from the momentum m before the update and the gradient g the
+    chain receives, and the bound 16u(|m| + |g|) (u the unit roundoff) within which two correct
+    implementations may round c to either side of 0.
+
+    Derivation: each implementation evaluates c with at most four roundings (1 − β₁, two
+    products and a sum; or lerp's g − m, a product and a sum), each of a quantity at most
+    |m| + |g| in size (β₁, 1 − β₁ ∈ [0, 1]), so to first order its result is within
+    4u(|m| + |g|) of the exact c. Two results of opposite signs are then both within
+    8u(|m| + |g|) of 0 and the exact c within 4u(|m| + |g|); the c computed here, one more
+    evaluation, is within 8u(|m| + |g|) of the exact one: |c| ≤ 12u(|m| + |g|), and the factor
+    16 leaves 4u for the inputs (a gradient that rounds differently, e.g. accumulated in
+    another order, moves c by (1 − β₁)|Δg|; the momenta are fed the same gradients)."""
+    beta1 = group["betas"][0]
+    m = state["exp_avg"]
+    unit = torch.finfo(m.dtype).eps / 2
+    return m * beta1 + grad * (1 - beta1), 16 * unit * (m.abs() + grad.abs())
+
+
+def _lion_keras_hp(hp: dict[str, Any]) -> dict[str, Any]:
+    """Our torch-flavor Lion for Keras' Lion: our defaults where they are not Keras' (``lr``)
+    given explicitly; the rest as it is (KerasRun renames lr → learning_rate, betas → beta_1,
+    beta_2)."""
+    defaults = oo.Lion.DEFAULTS["torch"]
+    return {"lr": defaults["lr"], "betas": defaults["betas"], **hp}
+
+
+#: optimlab's options that a reference package is not given: torch.nn.utils emulates clipping
+#: and accumulation, PackageRun emulates ``maximize`` (see tests/optim/references.py).
+_OPTIMLAB_ONLY = ("clipnorm", "global_clipnorm", "clipvalue", "gradient_accumulation_steps",
+                  "maximize", "decoupled_weight_decay")
+
+
+def _pytorch_optimizer_hp(flavor: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Our hyper-parameters as pytorch_optimizer's keywords: ``decoupled_weight_decay`` is its
+    ``weight_decouple`` (given only where a set or our flavor decides it: the keras flavor decays
+    decoupled, so a set without it still checks that our default is the package's),
+    ``initial_accumulator_value`` its ``initial_accumulator`` and ``clip_exponent=c`` its
+    ``clip_lambda=lambda step: step ** c`` (None: None)."""
+    def kwargs(hp: dict[str, Any]) -> dict[str, Any]:
+        out = {key: value for key, value in hp.items() if key not in _OPTIMLAB_ONLY}
+        if "decoupled_weight_decay" in hp:
+            out["weight_decouple"] = hp["decoupled_weight_decay"]
+        elif flavor == "keras":
+            out["weight_decouple"] = True
+        if "initial_accumulator_value" in out:
+            out["initial_accumulator"] = out.pop("initial_accumulator_value")
+        if "clip_exponent" in out:
+            exponent = out.pop("clip_exponent")
+            out["clip_lambda"] = None if exponent is None else (
+                lambda step: math.pow(step, exponent))
+        return out
+    return kwargs
+
+
+LION_BAD = [({"betas": (1.5, 0.99)}, "betas[0]"), ({"betas": (0.9, -0.1)}, "betas[1]")]
+ADABELIEF_BAD = [*BETA_BAD, ({"rectify": "yes"}, "rectify"),
+                 ({"weight_decouple": True, "decoupled_weight_decay": False}, "weight_decouple")]
+#: the authors' AdaBelief; it prints a notice when built unless told not to
+ADABELIEF = "adabelief_pytorch:AdaBelief"
+QUIET = {"print_change_log": False}
+YOGI_BAD = [*BETA_BAD, ({"initial_accumulator_value": -1.0}, "initial_accumulator_value")]
+ADOPT_BAD = [*BETA_BAD, ({"clip_exponent": -0.25}, "clip_exponent")]
+ADEMAMIX_BAD = [({"betas": (1.0, 0.999, 0.9999)}, "betas[0]"),
+                ({"betas": (0.9, 1.0, 0.9999)}, "betas[1]"),
+                ({"betas": (0.9, 0.999, 1.5)}, "betas[2]"), ({"betas": (0.9, 0.999)}, "betas"),
+                ({"alpha": -1.0}, "alpha"), ({"t_alpha_beta3": 0}, "t_alpha_beta3"),
+                ({"betas": (0.0, 0.999, 0.9999), "t_alpha_beta3": 10}, "betas[0]"),
+                ({"eps": -1e-8}, "eps")]
+#: pytorch_optimizer's single-tensor path (foreach=False, as torch references)
+PYTORCH_OPTIMIZER = {"foreach": False}
+
+
+def _pytorch_optimizer(cls, flavor: str, name: str, sets, bad) -> OptimizerInfo:
+    return _package(cls, flavor, f"pytorch_optimizer:{name}", sets, bad,
+                    package_kwargs=PYTORCH_OPTIMIZER, reference_hp=_pytorch_optimizer_hp(flavor))
+
+
+DATABASE += [
+    # Keras' Lion is the reference of both flavors; the torch flavor has torch's clipping
+    # formulas, so it is compared without clipnorm/global_clipnorm (the keras flavor with)
+    OptimizerInfo(oo.Lion, "torch", [
+        ("plain", {"lr": 0.005}),
+        ("defaults", {}),
+        ("betas+weight_decay", {"lr": 0.003, "betas": (0.8, 0.95), "weight_decay": 0.5}),
+        ("maximize", {"lr": 0.003, "maximize": True}),
+        ("clipvalue", {"lr": 0.003, "clipvalue": 0.01}),
+        ("accumulation", {"lr": 0.003, "gradient_accumulation_steps": 3}),
+    ], "keras", LION_BAD + COMMON_BAD, complex=False, reference_hp=_lion_keras_hp,
+        sign_argument=lion_sign_argument),
+    _keras(oo.Lion, [
+        ("plain", {"lr": 0.005}),
+        ("defaults", {}),
+        ("betas+weight_decay", {"lr": 0.003, "betas": (0.8, 0.95), "weight_decay": 0.5}),
+        ("maximize", {"lr": 0.003, "maximize": True}),
+        *shared({"lr": 0.003}),
+    ], bad=[*LION_BAD, ({"betas": (0.0, 0.99)}, "betas[0]")], complex=False,
+        sign_argument=lion_sign_argument),
+    _package(oo.AdaBelief, "torch", ADABELIEF, [
+        ("plain", {"lr": 0.01}),  # rectified (the package's default), decoupled decay
+        ("defaults", {}),
+        ("no_rectify", {"lr": 0.01, "rectify": False}),
+        ("no_rectify+amsgrad", {"lr": 0.01, "rectify": False, "amsgrad": True,
+                                "betas": (0.8, 0.99)}),
+        ("amsgrad", {"lr": 0.01, "amsgrad": True}),  # not read by the rectified step
+        # β₂ = 0.9: ρ_t < 5 for the first 5 steps, so the degenerate steps are visible
+        ("degenerated_to_sgd", {"lr": 0.01, "betas": (0.9, 0.9)}),
+        ("degenerated_to_sgd_off", {"lr": 0.01, "betas": (0.9, 0.9),
+                                    "degenerated_to_sgd": False}),
+        ("coupled_weight_decay", {"lr": 0.01, "weight_decay": 0.01, "weight_decouple": False}),
+        ("weight_decay+fixed_decay", {"lr": 0.01, "weight_decay": 0.001, "fixed_decay": True}),
+        ("weight_decay+no_rectify", {"lr": 0.01, "weight_decay": 0.1, "rectify": False}),
+        ("eps+maximize", {"lr": 0.01, "eps": 1e-8, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], ADABELIEF_BAD, package_kwargs=QUIET),
+    _package(oo.AdaBelief, "keras", ADABELIEF, [
+        ("plain", {"lr": 0.01}),
+        ("no_rectify+weight_decay", {"lr": 0.01, "rectify": False, "weight_decay": 0.1}),
+    ], ADABELIEF_BAD, package_kwargs=QUIET),
+    _pytorch_optimizer(oo.Yogi, "torch", "Yogi", [
+        ("plain", {"lr": 0.02}),
+        ("defaults", {}),
+        ("betas+eps+initial", {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6,
+                               "initial_accumulator_value": 0.01}),
+        ("weight_decay", {"lr": 0.02, "weight_decay": 0.1}),  # decoupled, the default
+        ("coupled_weight_decay",
+         {"lr": 0.02, "weight_decay": 0.01, "decoupled_weight_decay": False}),
+        ("maximize", {"lr": 0.02, "maximize": True}),
+        *shared({"lr": 0.02}),
+    ], YOGI_BAD),
+    _pytorch_optimizer(oo.Yogi, "keras", "Yogi", [
+        ("plain", {"lr": 0.02}),
+        ("weight_decay", {"lr": 0.02, "weight_decay": 0.1}),
+    ], YOGI_BAD),
+    _pytorch_optimizer(oo.ADOPT, "torch", "ADOPT", [
+        ("plain", {"lr": 0.01}),
+        ("defaults", {}),
+        ("betas+eps", {"lr": 0.01, "betas": (0.5, 0.9), "eps": 1e-3}),
+        ("clip_exponent", {"lr": 0.01, "clip_exponent": 0.1}),  # clipping bites more often
+        ("no_clipping", {"lr": 0.01, "clip_exponent": None}),
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.01}),  # L2, the default
+        ("decoupled_weight_decay",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], ADOPT_BAD),
+    _pytorch_optimizer(oo.ADOPT, "keras", "ADOPT", [
+        ("plain", {"lr": 0.01}),
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.1}),  # decoupled in the keras flavor
+    ], ADOPT_BAD),
+    _pytorch_optimizer(oo.AdEMAMix, "torch", "AdEMAMix", [
+        ("plain", {"lr": 0.01}),
+        ("defaults", {}),
+        ("betas+alpha", {"lr": 0.01, "betas": (0.8, 0.99, 0.999), "alpha": 2.0}),
+        ("t_alpha_beta3", {"lr": 0.01, "t_alpha_beta3": 50}),  # warmup, then capped
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.01}),  # L2, the default
+        ("decoupled_weight_decay",
+         {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], ADEMAMIX_BAD),
+    _pytorch_optimizer(oo.AdEMAMix, "keras", "AdEMAMix", [
+        ("plain", {"lr": 0.01}),
+        ("weight_decay+t_alpha_beta3", {"lr": 0.01, "weight_decay": 0.1, "t_alpha_beta3": 30}),
+    ], ADEMAMIX_BAD),
 ]
 
 

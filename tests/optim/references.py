@@ -105,22 +105,53 @@ class Run:
 
 
 class OptimlabRun(Run):
-    """The optimlab optimizer; the scheduler, if any, steps after every micro-step."""
+    """The optimlab optimizer; the scheduler, if any, steps after every micro-step.
+
+    For an entry whose update is a sign (``info.sign_argument``, Lion), each update also
+    records :attr:`ambiguous`: the coordinates (of :func:`flat`) whose sign argument was within
+    its rounding bound of 0, where two correct implementations may step in opposite
+    directions; :func:`step_errors` leaves those out, and only those."""
 
     def __init__(self, info: OptimizerInfo, hp: dict[str, Any], scheduler=None,
                  dtype=torch.float64, complex: bool = False, **kwargs):
         self.hp = hp
+        self.sign_argument = info.sign_argument
+        self.ambiguous: torch.Tensor | None = None
         self.params = [torch.nn.Parameter(p) for p in initial_parameters(dtype, complex)]
         self.optimizer = info.make(self.params, **hp, **kwargs)
         self.scheduler = scheduler(self.optimizer) if scheduler else None
 
     def update(self, micro) -> None:
-        for batch in micro:
+        for i, batch in enumerate(micro):
+            last = i == len(micro) - 1
+            if last and self.sign_argument is not None:
+                before = [(p.detach().clone(), {k: v.clone() for k, v in
+                                                self.optimizer.state[p].items()})
+                          for p in self.params]
             self.optimizer.zero_grad()
             signed_loss(self.params, batch, self.hp).backward()
             self.optimizer.step()
+            if last and self.sign_argument is not None:
+                self.ambiguous = self._ambiguous(before)
             if self.scheduler is not None:
                 self.scheduler.step()
+
+    def _ambiguous(self, before) -> torch.Tensor:
+        """Where the update's sign argument was within its rounding bound of 0: computed from
+        the state before the update and the gradient the chain received — ``.grad`` after the
+        step (the base averages accumulated gradients and clips in place), negated with
+        ``maximize``, plus the coupled L2 term."""
+        group = self.optimizer.param_groups[0]
+        masks = []
+        for p, (value, state) in zip(self.params, before, strict=True):
+            # before the first update the chain's buffers do not exist yet: they start at zero
+            state = {**{k: torch.zeros_like(value) for k in self.optimizer.chain.state}, **state}
+            grad = -p.grad if group["maximize"] else p.grad
+            if group["weight_decay"] and not group["decoupled_weight_decay"]:
+                grad = grad + group["weight_decay"] * value
+            argument, bound = self.sign_argument(state, grad, group)
+            masks.append((argument.abs() <= bound).flatten())
+        return torch.cat(masks)
 
 
 def _step_after_micro_steps(optimizer, scheduler, k: int) -> None:
@@ -175,7 +206,8 @@ def _emulated_gradients(params, micro, hp: dict[str, Any]):
 class PackageRun(Run):
     """A third-party package's optimizer (the entry's ``package``, ``"module:Class"``): the
     authors' implementations of Schedule-Free, Prodigy, ... The hyper-parameters its class takes
-    by name are passed as they are (the entries use the package's names); clipping and
+    by name are passed as they are (the entries use the package's names), or as the entry's
+    ``reference_hp`` maps them to the package's keywords; clipping and
     accumulation are emulated as for torch.optim, and ``maximize=True``, which these packages
     lack, by descending the loss itself (the negated gradient of :func:`signed_loss`). Keys the
     class does not take are optimlab's own options: left out, so a set using one checks that
@@ -185,8 +217,11 @@ class PackageRun(Run):
     def __init__(self, info: OptimizerInfo, hp: dict[str, Any], scheduler=None):
         module, _, name = info.package.partition(":")
         cls = getattr(importlib.import_module(module), name)
-        accepted = inspect.signature(cls).parameters
-        kwargs = {key: v for key, v in hp.items() if key in accepted and key not in OPTIONS}
+        if info.reference_hp is not None:  # our names mapped to the package's keywords
+            kwargs = info.reference_hp(hp)
+        else:
+            accepted = inspect.signature(cls).parameters
+            kwargs = {key: v for key, v in hp.items() if key in accepted and key not in OPTIONS}
         self.hp = hp
         self.params = [torch.nn.Parameter(p) for p in initial_parameters()]
         self.optimizer = cls(self.params, **kwargs, **info.package_kwargs)
@@ -220,7 +255,9 @@ def keras_kwargs(hp: dict[str, Any]) -> dict[str, Any]:
 
 class KerasRun(Run):
     """keras.optimizers' class (Keras 3 on the torch backend, float64); Keras accumulates and
-    clips itself."""
+    clips itself. The entry's ``reference_hp`` completes a set where our flavor's defaults are
+    not Keras' (a torch-flavor Lion's ``lr``); ``maximize=True``, which Keras lacks, descends
+    the loss itself (the negated gradient of :func:`signed_loss`), as PackageRun."""
 
     def __init__(self, info: OptimizerInfo, hp: dict[str, Any]):
         import keras
@@ -229,7 +266,9 @@ class KerasRun(Run):
         self.hp = hp
         self.variables = [keras.Variable(p.numpy(), dtype="float64")
                           for p in initial_parameters()]
-        self.optimizer = getattr(keras.optimizers, info.reference_name)(**keras_kwargs(hp))
+        given = info.reference_hp(hp) if info.reference_hp is not None else hp
+        given = {key: value for key, value in given.items() if key != "maximize"}
+        self.optimizer = getattr(keras.optimizers, info.reference_name)(**keras_kwargs(given))
 
     def parameters(self) -> list[torch.Tensor]:
         return [v.value.detach().clone() for v in self.variables]
@@ -242,6 +281,8 @@ class KerasRun(Run):
         for batch in micro:
             values = [v.value.detach().clone().requires_grad_() for v in self.variables]
             grads = torch.autograd.grad(signed_loss(values, batch, self.hp), values)
+            if self.hp.get("maximize"):
+                grads = [-g for g in grads]
             self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
 
 
@@ -290,11 +331,16 @@ class DerivationRun(Run):
             self.params[i] = self.params[i] - self.lr * m_hat / denominator
 
 
-def reference_run(info: OptimizerInfo, hp: dict[str, Any]) -> Run:
-    """The entry's reference implementation, ready to train."""
+def reference_run(info: OptimizerInfo, hp: dict[str, Any], scheduler=None) -> Run:
+    """The entry's reference implementation, ready to train; with ``scheduler`` (a function of
+    the optimizer) only where the reference takes one (``info.reference_takes_schedulers``)."""
     runner = {"torch": TorchRun, "keras": KerasRun, "derivation": DerivationRun,
               "package": PackageRun}
-    return runner[info.reference](info, hp)
+    if scheduler is None:
+        return runner[info.reference](info, hp)
+    if not info.reference_takes_schedulers:
+        raise ValueError(f"{info.id}'s reference ({info.reference}) takes no torch scheduler")
+    return runner[info.reference](info, hp, scheduler)
 
 
 def updates(hp: dict[str, Any], steps: int, dtype: torch.dtype = torch.float64, start: int = 0):
@@ -325,7 +371,11 @@ def step_errors(ours: Run, reference: Run, hp: dict[str, Any], steps: int = STEP
     p in each implementation, whatever the step's size (which an exponential schedule shrinks
     to 1e-6 of p). Each update also checks the state both runs carried over from the previous
     ones (fed the same gradients), but no error is carried over in the parameters: e_t stays
-    at rounding level however the trajectory behaves, and one wrong update shows."""
+    at rounding level however the trajectory behaves, and one wrong update shows.
+
+    For a sign update (Lion), the coordinates ``ours.ambiguous`` marks — its sign argument
+    within the rounding bound of 0 — are left out of that update's error; their number is
+    added to ``ours.ambiguous_count``."""
     eps = torch.finfo(dtype).eps
     errors = []
     for micro in updates(hp, steps, dtype, start):
@@ -336,8 +386,15 @@ def step_errors(ours: Run, reference: Run, hp: dict[str, Any], steps: int = STEP
         expected = flat(reference.parameters())
         step = (expected - flat(before)).abs().max().item()
         excess = (flat(ours.parameters()) - expected).abs() - 4 * eps * expected.abs()
+        ambiguous = getattr(ours, "ambiguous", None)
+        if ambiguous is not None:
+            ours.ambiguous_count = getattr(ours, "ambiguous_count", 0) + int(ambiguous.sum())
+            excess[ambiguous] = 0.0
         worst = excess.clamp(min=0).max().item()
-        errors.append(worst / step if worst > 0 or math.isnan(worst) else 0.0)
+        if not (worst > 0 or math.isnan(worst)):
+            errors.append(0.0)
+        else:  # a reference that did not move (ADOPT's first update) takes no move of ours
+            errors.append(worst / step if step > 0 else math.inf)
     return errors
 
 

@@ -8,6 +8,7 @@ from . import transforms
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
+from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
 from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
@@ -36,4 +37,5 @@ __all__ = [
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
     "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
+    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
 ]

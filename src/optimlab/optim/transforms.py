@@ -991,3 +991,189 @@ class DecoupledWeightDecay(Transform):
         if hp.on("weight_decay") and hp.on("decoupled_weight_decay"):
             return u + p * hp["weight_decay"]
         return u
+
+
+class BiasCorrection(Transform):
+    r"""The bias correction of an average taken earlier in the chain:
+
+    .. math:: \text{out} = u / (1 - \beta^t)
+
+    for a first moment that a later transform needs un-corrected — AdaBelief's statistic
+    measures the gradient's deviation from :math:`m_t`, not from :math:`m_t/(1-\beta_1^t)` —
+    so the chain is ``AverageGradient(bias_correction=False)``, the transform that reads
+    :math:`m_t`, then this. Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1.
+    """
+
+    linear = True
+
+    def __init__(self, decay: str = "betas.0"):
+        self.decay = decay
+        self.hyperparameters = {decay: UNIT_OPEN}
+
+    def prepare(self, s, hp, step):
+        return {"correction": 1 - hp[self.decay] ** step}
+
+    def update(self, u, g, s, p, hp, c):
+        return u, 1 / c["correction"]
+
+
+class FixedWeightDecay(Transform):
+    r"""Decoupled weight decay added to the whole step, after the learning rate:
+
+    .. math:: \text{out} = u + \lambda' p, \qquad
+              \lambda' = \begin{cases} \lambda & \text{fixed\_decay: } p \leftarrow p(1-\lambda)
+              \\ \eta\lambda & \text{else: } p \leftarrow p(1-\eta\lambda) \end{cases}
+
+    with the group's ``decoupled_weight_decay`` on (else nothing: the base's coupled L2 decay
+    applies). The "fixed" form does not shrink with the learning rate or its schedule; it is
+    the ``fixed_decay`` option of AdaBelief's package (and pytorch_optimizer). Place it last,
+    after :class:`LearningRate`; the chain then
+    :attr:`~Transform.owns_decoupled_weight_decay`. Group keys: ``weight_decay`` (λ), ``lr``
+    (η), ``fixed_decay``. Reference: Loshchilov & Hutter, "Decoupled Weight Decay
+    Regularization", ICLR 2019.
+    """
+
+    hyperparameters = {"weight_decay": NONNEGATIVE}
+    flags = ("fixed_decay",)
+    owns_decoupled_weight_decay = True
+
+    def update(self, u, g, s, p, hp, c):
+        if not (hp.on("weight_decay") and hp.on("decoupled_weight_decay")):
+            return u
+        rate = hp["weight_decay"] if hp.on("fixed_decay") else hp["lr"] * hp["weight_decay"]
+        return u + p * rate
+
+
+class InterpolatedSign(Transform):
+    r"""Lion's update: the sign of an interpolation between the momentum and the direction;
+    the momentum then moves with another coefficient.
+
+    .. math::
+        \text{out} = \operatorname{sign}\bigl(\beta_1 m_{t-1} + (1-\beta_1)\,u_t\bigr),
+        \qquad m_t = \beta_2 m_{t-1} + (1-\beta_2)\,u_t
+
+    Every coordinate moves by exactly the learning rate (none where the argument is 0), so the
+    step has the largest norm a step of that size can have: Lion wants a learning rate 3–10×
+    smaller than AdamW's. Both interpolations are computed as β·m + (1−β)·u, a product each
+    and a sum, as Keras' Lion computes them, so the argument of the sign rounds as there.
+    Group keys: ``betas`` (β₁, β₂). Reference: Chen et al., "Symbolic Discovery of
+    Optimization Algorithms", NeurIPS 2023, Program 1. State: ``exp_avg``.
+    """
+
+    state = ("exp_avg",)
+
+    def __init__(self, decay: str = "betas.0", momentum: str = "betas.1"):
+        self.decay, self.momentum = decay, momentum
+        self.hyperparameters = {decay: UNIT, momentum: UNIT}
+
+    def init(self, p, hp):
+        return {"exp_avg": torch.zeros_like(p)}
+
+    def update(self, u, g, s, p, hp, c):
+        m = s["exp_avg"]
+        beta1, beta2 = hp[self.decay], hp[self.momentum]
+        out = (m * beta1).add_(u * (1 - beta1)).sign_()
+        m.mul_(beta2).add_(u * (1 - beta2))
+        return out
+
+
+class DecorrelatedAdapt(Transform):
+    r"""ADOPT's adaptation: divide by the second moment of the *previous* gradients, clip,
+    and only then average (the first moment comes after this transform).
+
+    .. math::
+        \text{out}_t = \operatorname{clip}\Bigl(\frac{u_t}{\max(\sqrt{v_{t-1}},\ \epsilon)},\
+                       \pm c_t\Bigr), \qquad
+        v_t = \beta v_{t-1} + (1-\beta)\,g_t^2, \qquad c_t = t^{\,\text{clip\_exponent}}
+
+    The first step only sets :math:`v_1 = g_1^2` and puts out zeros. As :math:`v_{t-1}` does
+    not contain :math:`g_t`, the normalized gradient is not correlated with its own scale,
+    which lets ADOPT converge for any β (Adam needs β₂ large enough for the problem); clipping
+    at :math:`c_t` bounds the first steps, where :math:`v` rests on few gradients
+    (``clip_exponent=None``: no clipping). Put it before an
+    :class:`AverageGradient` without bias correction. Group keys: ``betas.1`` (β, or
+    ``decay``), ``eps``, ``clip_exponent``. Reference: Taniguchi et al., "ADOPT: Modified Adam
+    Can Converge with Any β₂ with the Optimal Rate", NeurIPS 2024. State: ``exp_avg_sq``.
+    """
+
+    state = ("exp_avg_sq",)
+
+    def __init__(self, decay: str = "betas.1"):
+        self.decay = decay
+        self.hyperparameters = {decay: UNIT_OPEN, "eps": NONNEGATIVE,
+                                "clip_exponent": NONNEGATIVE}
+
+    def init(self, p, hp):
+        return {"exp_avg_sq": torch.zeros_like(p)}
+
+    def prepare(self, s, hp, step):
+        exponent = hp.get("clip_exponent")
+        # the keys stay fixed (the compiled kernel's arguments); "clip" is read only if clipped
+        return {"first": step == 1, "clipped": exponent is not None,
+                "clip": step**exponent if exponent is not None else 0.0}
+
+    def update(self, u, g, s, p, hp, c):
+        v = s["exp_avg_sq"]
+        if c["first"]:
+            v.addcmul_(g, g)
+            return torch.zeros_like(u)
+        out = u / v.sqrt().clamp_(min=hp["eps"])
+        if c["clipped"]:
+            out.clamp_(-c["clip"], c["clip"])
+        beta = hp[self.decay]
+        v.mul_(beta).addcmul_(g, g, value=1 - beta)
+        return out
+
+
+class MixSlowAverage(Transform):
+    r"""AdEMAMix's slow average: a second, slowly decaying EMA of the gradient, added to the
+    incoming direction (the bias-corrected fast average).
+
+    .. math::
+        s_t = \beta_{3,t}\, s_{t-1} + (1-\beta_{3,t})\, g_t, \qquad
+        \text{out} = u_t + \alpha_t\, s_t
+
+    The slow average is not bias-corrected: it starts at 0 and grows in over ~1/(1−β₃) steps.
+    With T = ``t_alpha_beta3`` both warm up, as the paper's schedulers:
+    :math:`\alpha_t = \min(t\alpha/T,\ \alpha)` and
+    :math:`\beta_{3,t} = \min\bigl(\exp\bigl(\frac{\ln\beta_1 \ln\beta_3}
+    {(1-t/T)\ln\beta_3 + (t/T)\ln\beta_1}\bigr),\ \beta_3\bigr)` (the time scale
+    1/ln β moves linearly from β₁'s to β₃'s); without T, α and β₃ from the first step.
+    Group keys: ``betas.0`` (β₁, for the schedule), ``betas.2`` (β₃), ``alpha``,
+    ``t_alpha_beta3``. Reference: Pagliardini, Ablin, Grangier, "The AdEMAMix Optimizer:
+    Better, Faster, Older", arXiv:2409.03137 (ICLR 2025). State: ``exp_avg_slow``.
+    """
+
+    state = ("exp_avg_slow",)
+    hyperparameters = {"betas.2": UNIT, "alpha": NONNEGATIVE, "t_alpha_beta3": "(0, inf)"}
+
+    def init(self, p, hp):
+        return {"exp_avg_slow": torch.zeros_like(p)}
+
+    def validate(self, group):
+        betas = group.get("betas")
+        if betas is not None and (not isinstance(betas, tuple | list) or len(betas) != 3):
+            raise ValueError(f"betas={betas!r} is not allowed: give three decay rates "
+                             f"(β₁ fast average, β₂ second moment, β₃ slow average)")
+        super().validate(group)
+        if group.get("t_alpha_beta3") is None:
+            return
+        for key in ("betas.0", "betas.2"):  # the schedule takes their logarithms
+            if hyper(group, key) is not None and not hyper(group, key) > 0:
+                raise ValueError(f"{display(key)}={hyper(group, key)!r} is out of range with "
+                                 f"t_alpha_beta3={group['t_alpha_beta3']!r}: the warmup of β₃ "
+                                 f"needs betas[0] and betas[2] in (0, 1]")
+
+    def prepare(self, s, hp, step):
+        alpha, beta3, horizon = hp["alpha"], hp["betas.2"], hp.get("t_alpha_beta3")
+        if horizon is not None:  # pytorch_optimizer's schedule_alpha / schedule_beta3
+            alpha = min(step * alpha / horizon, alpha)
+            log1, log3 = math.log(hp["betas.0"]), math.log(beta3)
+            beta3 = min(math.exp(log1 * log3 / ((1.0 - step / horizon) * log3
+                                                 + (step / horizon) * log1)), beta3)
+        return {"alpha": alpha, "weight": 1.0 - beta3}
+
+    def update(self, u, g, s, p, hp, c):
+        slow = s["exp_avg_slow"]
+        slow.lerp_(g, c["weight"])
+        return u + slow * c["alpha"]

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
+from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
 from .optimizer import Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
@@ -498,6 +499,11 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "schedulefree_adamw": ScheduleFreeAdamW,
     "schedulefree_sgd": ScheduleFreeSGD,
     "prodigy": Prodigy,
+    "lion": Lion,
+    "adabelief": AdaBelief,
+    "yogi": Yogi,
+    "adopt": ADOPT,
+    "ademamix": AdEMAMix,
 }
 
 
