@@ -6,6 +6,7 @@ from .optim import (
     ADOPT,
     ASGD,
     LBFGS,
+    SOAP,
     AdaBelief,
     AdEMAMix,
     Lion,
@@ -21,4 +22,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "__version__"]
+           "SOAP", "__version__"]

@@ -574,6 +574,45 @@ DATABASE += [
 ]
 
 
+SOAP_BAD = [*BETA_BAD, ({"shampoo_beta": -0.1}, "shampoo_beta"),
+            ({"shampoo_beta": 1.5}, "shampoo_beta"),
+            ({"precondition_frequency": 0}, "precondition_frequency"),
+            ({"precondition_frequency": 2.5}, "precondition_frequency"),
+            ({"max_precondition_dim": 0}, "max_precondition_dim"),
+            ({"data_format": "nhwc"}, "data_format")]
+
+# SOAP against pytorch_optimizer's port of the authors' code. The test problem's (6, 4) and
+# (1, 6) weights are preconditioned on both sides; precondition_frequency=2 or 3 refreshes the
+# bases (power iteration + QR) 30-50 times in the 100 updates; max_precondition_dim=4 leaves
+# the 6-sides unpreconditioned, merge_dims with 5 merges (6, 4) into (1, 6, 4) (tests/optim/
+# test_soap.py has 3-D and 4-D tensors, stacks of equal shapes and longer runs).
+DATABASE += [
+    _pytorch_optimizer(oo.SOAP, "torch", "SOAP", [
+        ("plain", {"lr": 0.01, "precondition_frequency": 3}),
+        ("defaults", {}),
+        ("precondition_frequency_2", {"lr": 0.01, "precondition_frequency": 2}),
+        ("precondition_1d", {"lr": 0.01, "precondition_frequency": 3, "precondition_1d": True}),
+        ("max_precondition_dim", {"lr": 0.01, "precondition_frequency": 2,
+                                  "max_precondition_dim": 4}),
+        ("merge_dims", {"lr": 0.01, "precondition_frequency": 3, "merge_dims": True,
+                        "max_precondition_dim": 5}),
+        ("no_correct_bias+normalize_gradient",
+         {"lr": 0.01, "precondition_frequency": 3, "correct_bias": False,
+          "normalize_gradient": True}),
+        ("betas+shampoo_beta+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.9, 0.99), "shampoo_beta": 0.9, "eps": 1e-6,
+          "weight_decay": 0.1, "precondition_frequency": 2}),
+        ("maximize", {"lr": 0.01, "precondition_frequency": 3, "maximize": True}),
+        *shared({"lr": 0.01, "precondition_frequency": 3}),
+    ], SOAP_BAD),
+    _pytorch_optimizer(oo.SOAP, "keras", "SOAP", [
+        ("plain", {"lr": 0.01, "precondition_frequency": 3}),
+        ("weight_decay+precondition_1d", {"lr": 0.01, "weight_decay": 0.1,
+                                          "precondition_frequency": 2, "precondition_1d": True}),
+    ], SOAP_BAD),
+]
+
+
 def cases(predicate: Callable[[OptimizerInfo], bool] = lambda info: True):
     """(info, hyperparameters) pairs as pytest params with readable ids; entries whose step
     needs a closure are left out (the generic tests step without one)."""

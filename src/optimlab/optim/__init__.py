@@ -12,6 +12,7 @@ from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
 from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
+from .soap import SOAP
 from .transforms import chain
 from .zoo import (
     ASGD,
@@ -37,5 +38,5 @@ __all__ = [
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
     "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
-    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
+    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix", "SOAP",
 ]

@@ -26,7 +26,11 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
 * :class:`InterpolatedSign` — Lion's sign of an interpolation between momentum and gradient;
 * :class:`DecorrelatedAdapt` — ADOPT's normalization by the previous steps' second moment,
   clipped, before any averaging;
-* :class:`MixSlowAverage` — AdEMAMix's slow EMA of the gradient, added to the fast one.
+* :class:`MixSlowAverage` — AdEMAMix's slow EMA of the gradient, added to the fast one;
+* :class:`Delayed` — a chain that starts after k steps whose gradients only warm its state up
+  (SOAP's first gradient only initializes the preconditioner);
+* :class:`NormalizeRms` — divide each tensor by its root mean square (SOAP's
+  ``normalize_gradient``).
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -68,6 +72,8 @@ __all__ = [
     "InterpolatedSign",
     "DecorrelatedAdapt",
     "MixSlowAverage",
+    "Delayed",
+    "NormalizeRms",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -119,6 +125,9 @@ class Hyper:
         return hyper(self.values, key) is not None
 
     def get(self, key: str, default=None):
+        """The value, or ``default`` where the group has none (None: "not given")."""
+        if self.flags is not None:  # under torch.compile only numbers are values
+            return self.values.get(key, default)
         return self[key] if key in self else default
 
     def on(self, key: str) -> bool:
@@ -287,6 +296,10 @@ class Transform:
 
     def begin(self, group: dict) -> None:
         """Once per param group and step, before any parameter: update group-level state."""
+
+    def warmup(self, g: Tensor, s: State, p: Tensor, hp: Hyper) -> None:
+        """Inside :class:`Delayed`, at each of the steps before the chain starts: take what
+        the gradient ``g`` tells (SOAP's preconditioner statistics) into the buffers ``s``."""
 
     def to_eval(self, p: Tensor, s: State, hp: Hyper) -> None:
         """Move the parameter ``p`` (the user's tensor, with state ``s``) in place from the
@@ -1001,20 +1014,34 @@ class BiasCorrection(Transform):
     for a first moment that a later transform needs un-corrected — AdaBelief's statistic
     measures the gradient's deviation from :math:`m_t`, not from :math:`m_t/(1-\beta_1^t)` —
     so the chain is ``AverageGradient(bias_correction=False)``, the transform that reads
-    :math:`m_t`, then this. Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1.
+    :math:`m_t`, then this. ``power=p`` divides by :math:`(1-\beta^t)^p` (``-0.5``: Adam's
+    second-moment correction :math:`\sqrt{1-\beta_2^t}` as a factor of the step, as SOAP's
+    step size has it); ``switch`` names a group flag (SOAP's ``correct_bias``) without which
+    the transform does nothing. Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1.
     """
 
     linear = True
 
-    def __init__(self, decay: str = "betas.0"):
+    def __init__(self, decay: str = "betas.0", power: float = 1.0, switch: str | None = None):
         self.decay = decay
         self.hyperparameters = {decay: UNIT_OPEN}
+        if power != 1.0:  # only then, so that the chains without one keep their repr
+            self.power = power
+        if switch is not None:
+            self.switch = switch
+            self.flags = (switch,)
 
     def prepare(self, s, hp, step):
-        return {"correction": 1 - hp[self.decay] ** step}
+        switch = getattr(self, "switch", None)
+        if switch is not None and not hp.on(switch):
+            return {"factor": 1.0}
+        correction, power = 1 - hp[self.decay] ** step, getattr(self, "power", 1.0)
+        if power == 1.0:
+            return {"factor": 1 / correction}
+        return {"factor": math.sqrt(correction) if power == -0.5 else correction**-power}
 
     def update(self, u, g, s, p, hp, c):
-        return u, 1 / c["correction"]
+        return u, c["factor"]
 
 
 class FixedWeightDecay(Transform):
@@ -1029,7 +1056,9 @@ class FixedWeightDecay(Transform):
     the ``fixed_decay`` option of AdaBelief's package (and pytorch_optimizer). Place it last,
     after :class:`LearningRate`; the chain then
     :attr:`~Transform.owns_decoupled_weight_decay`. Group keys: ``weight_decay`` (λ), ``lr``
-    (η), ``fixed_decay``. Reference: Loshchilov & Hutter, "Decoupled Weight Decay
+    (η), ``fixed_decay``. With ``after_update=True`` the parameter decays after the step
+    instead, :math:`p \leftarrow (p - u)(1 - \lambda')`, i.e. out = u(1 − λ') + λ'p, as SOAP's
+    reference decays. Reference: Loshchilov & Hutter, "Decoupled Weight Decay
     Regularization", ICLR 2019.
     """
 
@@ -1037,10 +1066,16 @@ class FixedWeightDecay(Transform):
     flags = ("fixed_decay",)
     owns_decoupled_weight_decay = True
 
+    def __init__(self, after_update: bool = False):
+        if after_update:  # only then, so that the chains without one keep their repr
+            self.after_update = True
+
     def update(self, u, g, s, p, hp, c):
         if not (hp.on("weight_decay") and hp.on("decoupled_weight_decay")):
             return u
         rate = hp["weight_decay"] if hp.on("fixed_decay") else hp["lr"] * hp["weight_decay"]
+        if getattr(self, "after_update", False):  # (p − u)(1 − λ') = p − (u(1 − λ') + λ'p)
+            return (u * (1 - rate)).add_(p * rate)
         return u + p * rate
 
 
@@ -1177,3 +1212,64 @@ class MixSlowAverage(Transform):
         slow = s["exp_avg_slow"]
         slow.lerp_(g, c["weight"])
         return u + slow * c["alpha"]
+
+
+class Delayed(Chain):
+    r"""A chain that starts after ``steps`` steps: at steps t ≤ k = ``steps`` the direction is
+    0 and each transform only takes the gradient into its state (:meth:`Transform.warmup`);
+    from t = k + 1 on the chain runs as usual, counting its steps from 1 (t − k), so its bias
+    corrections and schedules start there. Decoupled weight decay in the chain
+    (:class:`FixedWeightDecay`) starts then too.
+
+    .. math:: \text{out}_t = 0 \ (t \le k), \qquad
+              \text{out}_t = \text{chain}_{t-k}(u_t) \ (t > k)
+
+    SOAP is this with k = 1: its first gradient only initializes the preconditioner, as the
+    authors' implementation does (Vyas et al., "SOAP", ICLR 2025, Algorithm 3). Give it as the
+    optimizer's whole chain (``chain()`` flattens a nested chain).
+    """
+
+    def __init__(self, transforms: Iterable[Transform], steps: int = 1):
+        super().__init__(transforms)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps={steps!r} must be an integer >= 0")
+        self.steps = steps
+
+    def prepare(self, s, hp, step) -> list[dict[str, Any]]:  # type: ignore[override]
+        if step <= self.steps:
+            return [{"warming": True}, *({} for _ in self.transforms)]
+        return [{"warming": False}, *super().prepare(s, hp, step - self.steps)]
+
+    def update(self, u, g, s, p, hp, c):
+        if c[0]["warming"]:
+            for t in self.transforms:
+                t.warmup(g, s, p, hp)
+            return torch.zeros_like(u), None
+        return super().update(u, g, s, p, hp, c[1:])
+
+    def __repr__(self) -> str:
+        return f"delayed({self.steps}, " + super().__repr__() + ")"
+
+
+class NormalizeRms(Transform):
+    r"""Divide each tensor by its root mean square:
+
+    .. math:: \text{out} = u / (\sqrt{\operatorname{mean}(u^2)} + \epsilon)
+
+    with the group flag ``switch`` on (SOAP's ``normalize_gradient``), else u unchanged. The
+    mean is over the whole tensor (:func:`per_tensor`), so the transform has ``scope =
+    "tensor"``. Group keys: ``eps``, the switch. Reference: the ``normalize_gradient`` option of
+    SOAP's implementations (pytorch_optimizer; github.com/nikhilvyas/SOAP).
+    """
+
+    scope = "tensor"
+    hyperparameters = {"eps": NONNEGATIVE}
+
+    def __init__(self, switch: str = "normalize_gradient"):
+        self.switch = switch
+        self.flags = (switch,)
+
+    def update(self, u, g, s, p, hp, c):
+        if not hp.on(self.switch):
+            return u
+        return u / per_tensor(u * u, "mean", like=u).sqrt_().add_(hp["eps"])

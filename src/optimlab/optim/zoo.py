@@ -21,6 +21,7 @@ from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
 from .optimizer import Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
+from .soap import SOAP
 from .transforms import (
     Adapt,
     AverageGradient,
@@ -504,6 +505,7 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "yogi": Yogi,
     "adopt": ADOPT,
     "ademamix": AdEMAMix,
+    "soap": SOAP,
 }
 
 
