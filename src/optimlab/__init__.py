@@ -5,9 +5,11 @@ from . import optim
 from .optim import (
     ADOPT,
     ASGD,
+    LARS,
     LBFGS,
     AdaBelief,
     AdEMAMix,
+    Lamb,
     Lion,
     Optimizer,
     Prodigy,
@@ -21,4 +23,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "__version__"]
+           "Lamb", "LARS", "__version__"]

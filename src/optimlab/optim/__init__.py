@@ -13,6 +13,7 @@ from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from .transforms import chain
+from .trust import LARS, Lamb
 from .zoo import (
     ASGD,
     REGISTRY,
@@ -37,5 +38,5 @@ __all__ = [
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
     "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
-    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
+    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix", "Lamb", "LARS",
 ]

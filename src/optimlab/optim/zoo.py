@@ -35,6 +35,7 @@ from .transforms import (
     ScaleByUpdateRms,
     chain,
 )
+from .trust import LARS, Lamb
 
 __all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "Nadam",
            "Nadamax", "RAdam", "Rprop", "ASGD", "LBFGS", "Ftrl", "get", "names", "REGISTRY"]
@@ -504,6 +505,8 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "yogi": Yogi,
     "adopt": ADOPT,
     "ademamix": AdEMAMix,
+    "lamb": Lamb,
+    "lars": LARS,
 }
 
 
