@@ -682,7 +682,28 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) ->
         for param, grad, buffers in pieces:
             apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
 
-    return torch.compile(fused, dynamic=True)
+    compiled = torch.compile(fused, dynamic=True)
+    failed: list[str] = []
+
+    def kernel(*args):
+        """The compiled kernel, or, once torch.compile has failed to generate code for this
+        chain (a compiler bug; it fails before running anything), the same function eager,
+        announced once. Inductor's CPU backend cannot compile LARS's step over stacks of two
+        or more same-shaped matrices in torch 2.13 (``KeyError: 'bufN'``, an outer-loop
+        fusion of a per-tensor scalar with in-place updates; pytorch/pytorch#196570)."""
+        if not failed:
+            import torch._dynamo.exc
+
+            try:
+                return compiled(*args)
+            except torch._dynamo.exc.BackendCompilerFailed as error:
+                reason = str(error).strip().splitlines()[0]
+                failed.append(reason)
+                warnings.warn(f"torch.compile failed on the step of {chain!r} ({reason}); "
+                              f"it runs eager", stacklevel=2)
+        return fused(*args)
+
+    return kernel
 
 
 @functools.cache
