@@ -5,10 +5,12 @@ from . import optim
 from .optim import (
     ADOPT,
     ASGD,
+    LARS,
     LBFGS,
     SOAP,
     AdaBelief,
     AdEMAMix,
+    Lamb,
     Lion,
     Optimizer,
     Prodigy,
@@ -22,4 +24,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "SOAP", "__version__"]
+           "SOAP", "Lamb", "LARS", "__version__"]

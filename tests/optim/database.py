@@ -613,6 +613,63 @@ DATABASE += [
 ]
 
 
+def _lamb_keras_hp(hp: dict[str, Any]) -> dict[str, Any]:
+    """Our torch-flavor Lamb for Keras' Lamb: our defaults where they are not Keras' (``eps``)
+    given explicitly; the rest as it is (KerasRun renames them)."""
+    return {"eps": oo.Lamb.DEFAULTS["torch"]["eps"], **hp}
+
+
+LAMB_BAD = BETA_BAD
+LARS_BAD = [({"momentum": 1.0}, "momentum"), ({"momentum": -0.1}, "momentum"),
+            ({"dampening": 1.0}, "dampening"), ({"dampening": -0.5}, "dampening"),
+            ({"trust_coefficient": -1e-3}, "trust_coefficient"),
+            ({"nesterov": True, "dampening": 0.1}, "nesterov")]
+#: LARS's sets: the trust ratio scales the weight matrices of the reference problem, (6, 4) and
+#: (1, 6); its biases, (6,) and (1,), take plain momentum SGD steps, without weight decay
+LARS_SETS = [
+    ("plain", {"lr": 0.01}),  # 0.1 makes the loss rise here (the biases' steps are large)
+    ("defaults", {}),
+    ("weight_decay", {"lr": 0.1, "weight_decay": 0.01}),
+    ("trust_coefficient+weight_decay",
+     {"lr": 0.1, "trust_coefficient": 0.02, "weight_decay": 0.1}),
+    # damped from the first step on: v₁ = (1 − τ)d₁, where torch's SGD has v₁ = d₁
+    ("dampening+weight_decay", {"lr": 0.1, "dampening": 0.3, "weight_decay": 0.05}),
+    ("nesterov", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
+    ("no_momentum", {"lr": 0.5, "momentum": 0.0}),
+    ("nesterov+no_momentum", {"lr": 0.5, "momentum": 0.0, "nesterov": True}),
+    ("maximize", {"lr": 0.1, "maximize": True}),
+]
+
+DATABASE += [
+    # Keras' Lamb is the reference of both flavors; the torch flavor has torch's clipping
+    # formulas, so it is compared without clipnorm/global_clipnorm (the keras flavor with)
+    OptimizerInfo(oo.Lamb, "torch", [
+        ("plain", {"lr": 0.01}),
+        ("defaults", {}),
+        ("betas+eps", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3}),
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.1}),  # decoupled, as Keras
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        ("clipvalue", {"lr": 0.01, "clipvalue": 0.01}),
+        ("accumulation", {"lr": 0.01, "gradient_accumulation_steps": 3}),
+    ], "keras", LAMB_BAD + COMMON_BAD, complex=False, reference_hp=_lamb_keras_hp),
+    _keras(oo.Lamb, [
+        ("plain", {"lr": 0.01}),
+        ("defaults", {}),
+        ("betas+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3, "weight_decay": 0.1}),
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], bad=LAMB_BAD, complex=False),
+    _pytorch_optimizer(oo.LARS, "torch", "LARS", [*LARS_SETS, *shared({"lr": 0.1})],
+                       LARS_BAD),
+    # the keras flavor is the same algorithm (its weight decay the package's, inside the
+    # ratio) with Keras' clipping formulas, not used here
+    _package(oo.LARS, "keras", "pytorch_optimizer:LARS", LARS_SETS[:3] + LARS_SETS[5:6],
+             LARS_BAD, package_kwargs=PYTORCH_OPTIMIZER,
+             reference_hp=_pytorch_optimizer_hp("torch")),
+]
+
+
 def cases(predicate: Callable[[OptimizerInfo], bool] = lambda info: True):
     """(info, hyperparameters) pairs as pytest params with readable ids; entries whose step
     needs a closure are left out (the generic tests step without one)."""

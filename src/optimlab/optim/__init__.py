@@ -14,6 +14,7 @@ from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from .soap import SOAP
 from .transforms import chain
+from .trust import LARS, Lamb
 from .zoo import (
     ASGD,
     REGISTRY,
@@ -38,5 +39,5 @@ __all__ = [
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
     "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
-    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix", "SOAP",
+    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix", "SOAP", "Lamb", "LARS",
 ]

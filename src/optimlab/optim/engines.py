@@ -76,16 +76,18 @@ def scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def preprocess(p: Tensor, g: Tensor, hp: Hyper, dtype: torch.dtype | None
-               ) -> tuple[Tensor, Tensor]:
+def preprocess(p: Tensor, g: Tensor, hp: Hyper, dtype: torch.dtype | None,
+               chain: Chain) -> tuple[Tensor, Tensor]:
     """The parameter and gradient as the chain sees them: in ``dtype`` (the optimizer's
     ``state_dtype``) if given, the gradient negated with ``maximize`` and with coupled (L2)
-    weight decay added. The parameter is a copy when converted, else ``p`` itself."""
+    weight decay added (unless the chain owns it: LARS's trust ratio). The parameter is a copy
+    when converted, else ``p`` itself."""
     if dtype is not None and p.dtype != dtype:
         p, g = p.to(dtype), g.to(dtype)
     if hp.on("maximize"):
         g = -g
-    if hp.on("weight_decay") and not hp.on("decoupled_weight_decay"):
+    if (hp.on("weight_decay") and not hp.on("decoupled_weight_decay")
+            and not chain.owns_coupled_weight_decay):
         g = g + hp["weight_decay"] * p
     return p, g
 
@@ -99,7 +101,7 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
     computed in that precision and rounded once into the parameter.
     """
     target = p
-    p, g = preprocess(p, g, hp, dtype)
+    p, g = preprocess(p, g, hp, dtype, chain)
     if (hp.on("weight_decay") and hp.on("decoupled_weight_decay")
             and not chain.owns_decoupled_weight_decay):  # else the chain decays in its own way
         p.mul_(1 - hp["lr"] * hp["weight_decay"])
@@ -233,7 +235,7 @@ class ReferenceEngine:
     def reduce(opt: Optimizer, hp: Hyper, p: Tensor, g: Tensor, view: Mapping, step: float,
                totals: dict[str, Tensor]) -> None:
         """This parameter's share of the chain's global reduction."""
-        p, g = preprocess(p, g, hp, opt.state_dtype)
+        p, g = preprocess(p, g, hp, opt.state_dtype, opt.chain)
         add_totals(totals, opt.chain.reduce(g, view, p, hp))
 
     @staticmethod
@@ -597,7 +599,7 @@ class PackedEngine:
             self._device = pack.device
             param, grad, _ = pack.operands(self.scratch(0))  # the parameters are not changed
             for p, g, buffers in self.pieces(pack, param, grad):
-                p, g = preprocess(p, g, hp, opt.state_dtype)
+                p, g = preprocess(p, g, hp, opt.state_dtype, opt.chain)
                 add_totals(totals, opt.chain.reduce(g, {**buffers, **scalars}, p, hp))
 
     def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
@@ -680,7 +682,28 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) ->
         for param, grad, buffers in pieces:
             apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
 
-    return torch.compile(fused, dynamic=True)
+    compiled = torch.compile(fused, dynamic=True)
+    failed: list[str] = []
+
+    def kernel(*args):
+        """The compiled kernel, or, once torch.compile has failed to generate code for this
+        chain (a compiler bug; it fails before running anything), the same function eager,
+        announced once. Inductor's CPU backend cannot compile LARS's step over stacks of two
+        or more same-shaped matrices in torch 2.13 (``KeyError: 'bufN'``, an outer-loop
+        fusion of a per-tensor scalar with in-place updates; pytorch/pytorch#196570)."""
+        if not failed:
+            import torch._dynamo.exc
+
+            try:
+                return compiled(*args)
+            except torch._dynamo.exc.BackendCompilerFailed as error:
+                reason = str(error).strip().splitlines()[0]
+                failed.append(reason)
+                warnings.warn(f"torch.compile failed on the step of {chain!r} ({reason}); "
+                              f"it runs eager", stacklevel=2)
+        return fused(*args)
+
+    return kernel
 
 
 @functools.cache

@@ -31,6 +31,8 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
   (SOAP's first gradient only initializes the preconditioner);
 * :class:`NormalizeRms` — divide each tensor by its root mean square (SOAP's
   ``normalize_gradient``).
+* :class:`TrustRatio` — LARS's and LAMB's layer-wise trust ratio: each tensor's direction
+  rescaled to a fraction of the parameter's norm (``scope = "tensor"``).
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -74,6 +76,7 @@ __all__ = [
     "MixSlowAverage",
     "Delayed",
     "NormalizeRms",
+    "TrustRatio",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -293,6 +296,10 @@ class Transform:
     #: ``decoupled_weight_decay`` on, the base then leaves ``weight_decay`` to the chain
     #: instead of applying p ← p(1 − ηλ) (coupled L2 decay stays the base's).
     owns_decoupled_weight_decay: bool = False
+    #: True if the chain applies coupled (L2) weight decay itself, in its own form (LARS adds
+    #: λp only to the tensors it scales, inside its trust ratio): with the group's
+    #: ``decoupled_weight_decay`` off, the base then does not add λp to the gradient.
+    owns_coupled_weight_decay: bool = False
 
     def begin(self, group: dict) -> None:
         """Once per param group and step, before any parameter: update group-level state."""
@@ -409,6 +416,10 @@ class Chain(Transform):
     def owns_decoupled_weight_decay(self) -> bool:  # type: ignore[override]
         return any(t.owns_decoupled_weight_decay for t in self.transforms)
 
+    @property
+    def owns_coupled_weight_decay(self) -> bool:  # type: ignore[override]
+        return any(t.owns_coupled_weight_decay for t in self.transforms)
+
     def begin(self, group):
         for t in self.transforms:
             t.begin(group)
@@ -509,17 +520,21 @@ class Momentum(Transform):
     Group keys: ``momentum`` (μ; 0 turns the transform off), ``dampening`` (τ), ``nesterov``.
     The Nesterov form is Sutskever et al.'s look-ahead gradient rewritten in the current
     iterate (Sutskever, Martens, Dahl, Hinton, ICML 2013); tests check the equivalence.
-    State: ``momentum_buffer``.
+    With ``damp_first=True`` the buffer starts at 0 and every step is damped,
+    :math:`v_1 = (1-\tau) u_1` (pytorch_optimizer's LARS), instead of torch's undamped
+    :math:`v_1 = u_1`; the two agree for τ = 0. State: ``momentum_buffer``.
     """
 
     hyperparameters = {"momentum": NONNEGATIVE, "dampening": UNIT}
     state = ("momentum_buffer",)
     flags = ("nesterov",)
 
-    def __init__(self, nesterov_needs_momentum: bool = True):
+    def __init__(self, nesterov_needs_momentum: bool = True, damp_first: bool = False):
         #: torch's SGD refuses ``nesterov=True`` with μ = 0; Keras' allows it (plain SGD, as
         #: the Nesterov term μv vanishes).
         self.nesterov_needs_momentum = nesterov_needs_momentum
+        if damp_first:  # only then, so that the chains without it keep their repr
+            self.damp_first = damp_first
 
     def init(self, p, hp):
         return {"momentum_buffer": torch.zeros_like(p)} if hp.on("momentum") else {}
@@ -537,8 +552,12 @@ class Momentum(Transform):
                 f"momentum={group.get('momentum')!r}, dampening={group.get('dampening')!r}")
 
     def prepare(self, s, hp, step):
+        if not hp.on("dampening"):
+            return {}
+        if getattr(self, "damp_first", False):  # v₀ = 0: every step damped
+            return {"damped": 1 - hp["dampening"]}
         # the first step stores u undamped (torch: v₁ = u₁)
-        return {"damped": 1 - hp["dampening"] * (step > 1)} if hp.on("dampening") else {}
+        return {"damped": 1 - hp["dampening"] * (step > 1)}
 
     def update(self, u, g, s, p, hp, c):
         if not hp.on("momentum"):
@@ -1273,3 +1292,54 @@ class NormalizeRms(Transform):
         if not hp.on(self.switch):
             return u
         return u / per_tensor(u * u, "mean", like=u).sqrt_().add_(hp["eps"])
+class TrustRatio(Transform):
+    r"""The layer-wise trust ratio of LARS and LAMB: each tensor's direction rescaled so that
+    its norm is a fixed fraction of the parameter's.
+
+    .. math::
+        \text{out} = r\,(u + \lambda p), \qquad
+        r = \begin{cases}
+            \dfrac{c\,\lVert p\rVert}{\lVert u\rVert + \lambda\lVert p\rVert}
+                & \lVert p\rVert > 0 \text{ and } \lVert u\rVert + \lambda\lVert p\rVert > 0 \\
+            1 & \text{else}\end{cases}
+
+    with the L2 norms of the whole tensor (:func:`per_tensor`), c the group's
+    ``trust_coefficient`` (``coefficient``; 1 without one) and λ the group's ``weight_decay``
+    where this transform owns the coupled decay (``weight_decay=True``, with the group's
+    ``decoupled_weight_decay`` off; else λ = 0). The denominator is ‖u‖ + λ‖p‖, the bound of
+    ‖u + λp‖ by the triangle inequality, as LARS defines it (not ‖u + λp‖ itself).
+
+    With c = 1 and λ = 0 (LAMB) every tensor's step has the norm η‖p‖ whatever the scale of u:
+    :math:`r u = \lVert p\rVert\, u / \lVert u\rVert`. A parameter or direction of norm 0
+    keeps r = 1 (a tensor initialized at zero still moves). Tensors with fewer than
+    ``min_ndim`` dimensions pass through unchanged, neither scaled nor decayed
+    (pytorch_optimizer's LARS adapts only tensors with ``ndim > 1``: ``min_ndim=2``; biases
+    and normalization scales take a plain step). With ``weight_decay=True`` the chain
+    :attr:`~Transform.owns_coupled_weight_decay`: the base does not also add λp to the
+    gradient. References: You, Gitman, Ginsburg, "Large Batch Training of Convolutional
+    Networks", arXiv:1708.03888 (2017), eq. (6) (LARS); You et al., "Large Batch Optimization
+    for Deep Learning: Training BERT in 76 minutes", ICLR 2020, Algorithm 2 (LAMB).
+    """
+
+    scope = "tensor"
+
+    def __init__(self, coefficient: str | None = None, weight_decay: bool = False,
+                 min_ndim: int = 0):
+        self.coefficient, self.weight_decay, self.min_ndim = coefficient, weight_decay, min_ndim
+        self.hyperparameters = {coefficient: NONNEGATIVE} if coefficient else {}
+        if weight_decay:
+            self.owns_coupled_weight_decay = True
+            self.hyperparameters["weight_decay"] = NONNEGATIVE
+
+    def update(self, u, g, s, p, hp, c):
+        if p.dim() - 1 < self.min_ndim:  # p is a stack: its first dimension counts tensors
+            return u
+        norm = per_tensor(p, "norm")
+        denominator = per_tensor(u, "norm")
+        if self.weight_decay and hp.on("weight_decay") and not hp.on("decoupled_weight_decay"):
+            decay = hp["weight_decay"]
+            denominator = denominator + norm * decay
+            u = u + p * decay
+        numerator = norm * hp[self.coefficient] if self.coefficient else norm
+        ratio = torch.where((norm > 0) & (denominator > 0), numerator / denominator, 1.0)
+        return u * ratio

@@ -36,6 +36,7 @@ from .transforms import (
     ScaleByUpdateRms,
     chain,
 )
+from .trust import LARS, Lamb
 
 __all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "Nadam",
            "Nadamax", "RAdam", "Rprop", "ASGD", "LBFGS", "Ftrl", "get", "names", "REGISTRY"]
@@ -506,6 +507,8 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "adopt": ADOPT,
     "ademamix": AdEMAMix,
     "soap": SOAP,
+    "lamb": Lamb,
+    "lars": LARS,
 }
 
 
