@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -30,14 +30,9 @@ DIVERGED = 1e12
 
 @dataclass
 class Run:
-    """One optimizer at one learning rate and seed on one problem (a surface or a task).
-
-    ``final`` and ``best`` are the problem's metric (a surface's loss, a task's test metric;
-    ∞ when diverged); ``steps_to_target`` the first (evaluated) step at which it reached the
-    problem's target, ``seconds_to_target`` the training seconds until then (tasks);
-    ``curve`` the evaluations (tasks: step, train_loss, test); ``distance`` from the end point
-    to the nearest minimum (surfaces).
-    """
+    """One optimizer at one learning rate and seed on one problem: ``final`` and ``best`` are
+    its metric (∞: diverged); tasks record ``curve`` (step, train_loss, test) and
+    ``seconds_to_target``, surfaces the ``distance`` to the nearest minimum."""
 
     problem: str
     optimizer: str
@@ -83,10 +78,9 @@ class Surface:
         return self.f(theta)
 
     def run(self, optimizer: str, lr: float, seed: int = 0, *, flavor: str = "torch") -> Run:
-        """One run of the surface's budget (the seed changes nothing but the record)."""
-        run = run_surface(self, optimizer, lr, self.steps, flavor=flavor, target=self.target)
-        run.seed = seed
-        return run
+        """One run of the surface's budget (``seed`` changes nothing: it is recorded)."""
+        return replace(run_surface(self, optimizer, lr, self.steps, flavor=flavor,
+                                   target=self.target), seed=seed)
 
     def distance_to_minimum(self, theta: Tensor) -> float:
         """Euclidean distance from θ to the nearest global minimizer."""

@@ -9,9 +9,8 @@ summary gives a 95 % percentile-bootstrap interval of the mean final metric and 
 statistically tied with the problem's best row (Welch's t-test, Holm-corrected): see
 :mod:`optimlab.lab.stats`.
 
-Every run is planned as a dict (problem, its budget, optimizer, lr, seed, flavor) and executed
-by :func:`execute`, here or — with a ``storage`` URL — as a trial of a shared, resumable sweep
-(:mod:`optimlab.lab.store`).
+Every run is planned as a dict and executed by :func:`execute`, here or as a trial of a shared,
+resumable sweep (:mod:`optimlab.lab.store`).
 
 Performance profile (Dolan & Moré, Math. Programming 2002): for each task, an optimizer's cost
 is its median steps to the task's target divided by the best optimizer's; ρ(τ) is the fraction
@@ -21,6 +20,7 @@ of tasks on which that ratio is at most τ (never reaching the target counts as 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -138,28 +138,18 @@ def sweep(problems: Sequence[str], optimizers: Sequence[str],
           target: float | None = None, flavor: str = "torch",
           on_run: Callable[[Run], None] | None = None, storage: str | None = None,
           workers: int = 1, tuner: str = "grid") -> list[Summary]:
-    """For each problem and optimizer: every learning rate with the tuning seed (0), then the
-    best (lowest final metric; diverged runs lose) with ``seeds`` other seeds (1 … ``seeds``)
-    on the trainable tasks; the summaries are marked with their ties to each problem's best
-    (:func:`mark_ties`).
+    """For each problem and optimizer: every learning rate of ``lrs`` with the tuning seed (0),
+    then the best (lowest final metric; diverged runs lose) with ``seeds`` other seeds on the
+    tasks; the summaries are marked with their ties to each problem's best (:func:`mark_ties`).
 
-    Args:
-        problems: surface and task names (:data:`~optimlab.lab.problems.SURFACES`,
-            :data:`~optimlab.lab.tasks.TASKS`).
-        optimizers: registry names (see :func:`optimlab.optim.names`).
-        lrs: the learning-rate grid (each > 0).
-        seeds: re-runs of each task's tuned setting.
-        steps, target: the step budget and the loss that counts as reached on the 2-D
-            surfaces (default: theirs, 1000 and 1e-4); a task has its own.
-        flavor: "torch" or "keras" conventions.
-        on_run: called after every run done in this process (progress reporting).
-        storage: a SQLAlchemy URL: every run is a trial of an Optuna study there, named by
-            the sweep's settings; ``workers`` processes share the work, other commands with
-            the same settings join it, and re-running an interrupted sweep redoes no finished
-            run. None or "none": in memory.
-        tuner: "grid", or "tpe": the same budget (``len(lrs)`` runs) on learning rates
-            proposed by Optuna's TPE sampler within [min(lrs), max(lrs)] (log scale), in
-            memory.
+    ``problems`` are surface and task names; ``steps`` and ``target`` the step budget and the
+    loss that counts as reached on the surfaces (default: theirs, 1000 and 1e-4; a task has its
+    own); ``on_run`` is called after every run done in this process. With a ``storage`` URL
+    every run is a trial of an Optuna study there named by the sweep's settings: ``workers``
+    processes share it, so do other commands with the same settings, and re-running an
+    interrupted sweep redoes no finished run (None or "none": in memory). ``tuner="tpe"``
+    spends the same budget (``len(lrs)`` runs, in memory) on learning rates proposed by
+    Optuna's TPE sampler within [min(lrs), max(lrs)] (log scale).
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be a positive integer")
@@ -179,7 +169,7 @@ def sweep(problems: Sequence[str], optimizers: Sequence[str],
     chosen = [dataclasses.replace(p, steps=steps or p.steps,
                                   target=p.target if target is None else target)
               if isinstance(p, Surface) else p for p in chosen]
-    execute_all = _local(on_run) if storage is None else _stored(
+    execute_all = functools.partial(_run_here, on_run=on_run) if storage is None else _stored(
         storage, (problems, optimizers, list(lrs), seeds, steps, target, flavor), workers,
         on_run)
 
@@ -207,16 +197,13 @@ def sweep(problems: Sequence[str], optimizers: Sequence[str],
     return summaries
 
 
-def _local(on_run) -> Callable[[list[dict]], list[Run]]:
-    def execute_all(runs: list[dict]) -> list[Run]:
-        done = []
-        for run in runs:
-            done.append(execute(run))
-            if on_run:
-                on_run(done[-1])
-        return done
-
-    return execute_all
+def _run_here(runs: list[dict], on_run) -> list[Run]:
+    done = []
+    for run in runs:
+        done.append(execute(run))
+        if on_run:
+            on_run(done[-1])
+    return done
 
 
 def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
@@ -232,10 +219,7 @@ def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
     store = Store(url, study_name("sweep", *config))
 
     def local(run: dict) -> dict:
-        result = execute(run)
-        if on_run:
-            on_run(result)
-        return result.as_dict()
+        return _run_here([run], on_run)[0].as_dict()
 
     def execute_all(runs: list[dict]) -> list[Run]:
         keys = [run_key(r) for r in runs]
