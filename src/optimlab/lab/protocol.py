@@ -165,10 +165,9 @@ def sweep(problems: Sequence[str], optimizers: Sequence[str],
     storage = None if storage == "none" else storage
     if tuner == "tpe" and storage is not None:
         raise ValueError("tuner='tpe' proposes one run at a time: use it without a storage")
-    chosen = [get_problem(p) for p in problems]
     chosen = [dataclasses.replace(p, steps=steps or p.steps,
                                   target=p.target if target is None else target)
-              if isinstance(p, Surface) else p for p in chosen]
+              if isinstance(p, Surface) else p for p in map(get_problem, problems)]
     execute_all = functools.partial(_run_here, on_run=on_run) if storage is None else _stored(
         storage, (problems, optimizers, list(lrs), seeds, steps, target, flavor), workers,
         on_run)
@@ -222,6 +221,8 @@ def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
         return _run_here([run], on_run)[0].as_dict()
 
     def execute_all(runs: list[dict]) -> list[Run]:
+        if not runs:
+            return []
         keys = [run_key(r) for r in runs]
         store.plan(runs)
         idle, context = 0, multiprocessing.get_context("spawn")
