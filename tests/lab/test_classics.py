@@ -2,12 +2,12 @@
 
 from optimlab.cli import main
 from optimlab.lab.classics import CLAIMS, Claim, verdict
+from optimlab.lab.problems import Run
 from optimlab.lab.protocol import Summary
-from optimlab.lab.tasks import RunResult
 
 
 def _summaries(task, scores):
-    return [Summary(task, name, 0.1, {0.1: v}, [RunResult(task, name, 0.1, 0, final_test=v)])
+    return [Summary(task, name, 0.1, {0.1: v}, [Run(task, name, 0.1, 0, final=v)])
             for name, v in scores.items()]
 
 

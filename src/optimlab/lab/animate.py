@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from ..optim import get
-from .compare import compare
 from .problems import Surface, get_surface
+from .protocol import sweep
 
 __all__ = ["trajectory", "animate_surface", "animate_saddle", "learning_rate_figure"]
 
@@ -89,7 +89,7 @@ def animate_surface(surface: str | Surface, optimizers: Sequence[str], path: str
     """A GIF of each optimizer's path (at its best learning rate on a log grid) on the contour
     plot of a 2-D surface."""
     s = get_surface(surface) if isinstance(surface, str) else surface
-    best = {r.optimizer: r.lr for r in compare([s.name], list(optimizers), steps=steps)}
+    best = {r.optimizer: r.lr for r in sweep([s.name], list(optimizers), steps=steps)}
     paths = {f"{name} (lr {best[name]:.2g})": trajectory(s.f, s.start, name, best[name], steps)
              for name in optimizers}
     levels = torch.logspace(-1, math.log10(max(float(s.f(torch.tensor(s.start,

@@ -42,7 +42,7 @@ CLAIMS = (
 
 def verdict(claim: Claim, summaries: Sequence[Summary], tolerance: float = 0.05) -> str:
     """What we observe about ``claim`` from the tuned, seed-averaged final test metrics."""
-    score = {s.optimizer: s.mean for s in summaries if s.task == claim.task}
+    score = {s.optimizer: s.mean for s in summaries if s.problem == claim.task}
     best_adaptive = min((score[o], o) for o in ADAPTIVE if o in score)
     best_plain = min((score[o], o) for o in PLAIN if o in score)
     if claim.kind == "adaptive wins":

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -14,10 +15,11 @@ from torch import Tensor, nn
 from .. import data
 from .. import nn as onn
 from ..optim import get
+from .problems import Run
 from .stepping import mode
 from .stepping import step as optimizer_step
 
-__all__ = ["Task", "TASKS", "RunResult", "run_task", "get_task", "METRICS"]
+__all__ = ["Task", "TASKS", "run_task", "get_task", "METRICS"]
 
 #: what a task's metric may be: classification error, the loss, or the loss in bits per
 #: character (cross-entropy in nats / ln 2); lower is better for each.
@@ -47,6 +49,12 @@ class Task:
     target: float
     description: str = ""
     split: str = "test"
+    #: runs differ by seed (the model's initialization and the batches' order)
+    seeded: ClassVar[bool] = True
+
+    def run(self, optimizer: str, lr: float, seed: int = 0, *, flavor: str = "torch") -> Run:
+        """One run of the task's budget: :func:`run_task`."""
+        return run_task(self, optimizer, lr, seed, flavor=flavor)
 
     def __post_init__(self):
         if self.metric not in METRICS:
@@ -218,26 +226,6 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-@dataclass
-class RunResult:
-    """One optimizer at one learning rate and seed on one task."""
-
-    task: str
-    optimizer: str
-    lr: float
-    seed: int
-    curve: list[dict[str, float]] = field(default_factory=list)  # step, train_loss, test
-    final_test: float = math.inf
-    best_test: float = math.inf
-    steps_to_target: int | None = None
-    seconds_to_target: float | None = None
-    seconds: float = 0.0
-    diverged: bool = False
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 @torch.no_grad()
 def _evaluate(task: Task, model: nn.Module, split: data.Split) -> float:
     model.eval()
@@ -251,7 +239,7 @@ def _evaluate(task: Task, model: nn.Module, split: data.Split) -> float:
 
 
 def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
-             evaluations: int = 20, flavor: str = "torch") -> RunResult:
+             evaluations: int = 20, flavor: str = "torch") -> Run:
     """Train with ``optimizer`` at ``lr`` for the task's step budget, evaluating the metric
     ``evaluations`` times; a non-finite or exploding loss ends the run as diverged.
 
@@ -261,7 +249,7 @@ def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
     task = get_task(task) if isinstance(task, str) else task
     model, train, test = task.build(seed)
     opt = get(optimizer, model.parameters(), lr=lr, flavor=flavor)
-    result = RunResult(task.name, optimizer, lr, seed)
+    result = Run(task.name, optimizer, lr, seed)
     mode(opt, training=True)
     every = max(1, task.steps // evaluations)
     gen = torch.Generator().manual_seed(seed)
@@ -296,11 +284,11 @@ def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
             mode(opt, training=True)
             evaluating = time.perf_counter() - start - trained
             result.curve.append({"step": step, "train_loss": value, "test": metric})
-            result.best_test = min(result.best_test, metric)
+            result.best = min(result.best, metric)
             if result.steps_to_target is None and metric <= task.target:
                 result.steps_to_target = step
                 result.seconds_to_target = trained
     result.seconds = time.perf_counter() - start
     if not result.diverged and result.curve:
-        result.final_test = result.curve[-1]["test"]
+        result.final = result.curve[-1]["test"]
     return result
