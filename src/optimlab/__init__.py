@@ -9,6 +9,7 @@ from .optim import (
     AdaBelief,
     AdEMAMix,
     Lion,
+    Muon,
     Optimizer,
     Prodigy,
     RAdam,
@@ -21,4 +22,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "__version__"]
+           "Muon", "__version__"]

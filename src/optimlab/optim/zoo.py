@@ -18,6 +18,7 @@ from torch import Tensor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
+from .muon import Muon
 from .optimizer import Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
@@ -504,6 +505,7 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "yogi": Yogi,
     "adopt": ADOPT,
     "ademamix": AdEMAMix,
+    "muon": Muon,
 }
 
 
