@@ -21,6 +21,7 @@ from .transforms import (
     Select,
     chain,
 )
+
 __all__ = ["Muon", "muon_param_groups", "ALGORITHMS", "NS_COEFFICIENTS"]
 
 #: Keller Jordan's quintic coefficients (a, b, c), torch's and Keras' default.

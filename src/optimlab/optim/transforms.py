@@ -1220,10 +1220,9 @@ class MixSlowAverage(Transform):
 NORMALIZATIONS = ("clamp", "add")
 
 
-@torch.compiler.disable  # matrix products in the chosen dtype, exactly as eager torch runs them
 def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dtype | None,
-                  normalization: str = "clamp") -> Tensor:
-    r"""The quintic Newton–Schulz iteration on a stack of matrices (B, m, n), batched.
+                  normalization: str = "clamp", batched: bool = False) -> Tensor:
+    r"""The quintic Newton–Schulz iteration on a stack of matrices (B, m, n).
 
     .. math::
         X_0 = \frac{G}{\max(\lVert G\rVert_F, \epsilon)}, \qquad
@@ -1233,23 +1232,48 @@ def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dt
     is the smaller one. It drives every singular value of G towards 1 (to roughly
     Uniform(0.5, 1.5) with the default coefficients): about :math:`UV^\top` for the SVD
     :math:`G = USV^\top`. With ``dtype`` the iteration runs in that dtype (torch's Muon casts
-    to bfloat16) and the result is in it; the products are ``torch.baddbmm`` with the scalars
-    as ``beta``/``alpha``, which rounds as torch's ``torch.addmm`` per matrix (checked bit for
-    bit in tests/optim/test_muon.py). Numbers may be 0-d tensors (under ``torch.compile``);
-    this function runs outside the compiled graph.
+    to bfloat16) and the result is in it.
+
+    ``batched=False`` runs the iteration on each matrix of the stack with the 2-D operators
+    torch's Muon uses (``@``, ``Tensor.norm``, ``torch.addmm``), so that the result is torch's
+    bit for bit; ``batched=True`` runs it once on the whole stack (``torch.baddbmm``), fewer
+    and larger products, whose bfloat16 results may differ from the 2-D ones by a rounding of
+    the accumulation (measured on CPU: about one element in 10⁴ by one bfloat16 ulp).
+    ``x`` is not modified.
     """
+    if not batched and x.dim() == 3:
+        return torch.stack([newton_schulz(m, coefficients, steps, eps, dtype, normalization)
+                            for m in x])
     a, b, c = (float(k) for k in coefficients)
-    x = x.to(dtype) if dtype is not None else x.clone()
+    addmm = torch.addmm if x.dim() == 2 else torch.baddbmm
+    x = x.to(x.dtype if dtype is None else dtype, copy=True)
     wide = x.size(-2) > x.size(-1)
     if wide:
         x = x.mT
-    norm = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
+    norm = x.norm() if x.dim() == 2 else torch.linalg.vector_norm(x, dim=(-2, -1),
+                                                                    keepdim=True)
     eps = float(eps)
     x.div_(norm.clamp(min=eps) if normalization == "clamp" else norm.add(eps))
     for _ in range(int(steps)):
         gram = x @ x.mT
-        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+        x = addmm(x, addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.mT if wide else x
+
+
+@torch.library.custom_op("optimlab::newton_schulz", mutates_args=())
+def _newton_schulz_op(x: Tensor, numbers: Tensor, dtype: torch.dtype | None,
+                      normalization: str, batched: bool) -> Tensor:
+    """:func:`newton_schulz` as one opaque operator of a compiled graph (numbers: a, b, c,
+    steps, ε), so that ``torch.compile`` runs it as eager torch does: the same matrix
+    products in the same dtype, bit for bit."""
+    a, b, c, steps, eps = numbers.tolist()
+    return newton_schulz(x, (a, b, c), int(steps), eps, dtype, normalization,
+                         batched).contiguous()
+
+
+@_newton_schulz_op.register_fake
+def _(x, numbers, dtype, normalization, batched):
+    return torch.empty_like(x, dtype=x.dtype if dtype is None else dtype)
 
 
 class Orthogonalize(Transform):
@@ -1263,8 +1287,9 @@ class Orthogonalize(Transform):
     ``torch.bfloat16`` whatever the parameter's dtype, so a float64 Muon is not more precise
     than a float32 one; ``None``: the direction's own dtype, as Keras' Muon); the output is
     returned in the direction's dtype (exact: each bfloat16 value is a float64 one).
-    ``normalization``: one of :data:`NORMALIZATIONS`. Only 2-D parameters: the stack is
-    (B, m, n). Reference: Jordan et al., "Muon: An optimizer for hidden layers in neural
+    ``normalization``: one of :data:`NORMALIZATIONS`. ``batched``: one iteration over the
+    whole stack instead of one per matrix (faster for many small matrices; not bit-equal to
+    torch's, see :func:`newton_schulz`). Only 2-D parameters: the stack is (B, m, n). Reference: Jordan et al., "Muon: An optimizer for hidden layers in neural
     networks" (2024, kellerjordan.github.io/posts/muon); torch.optim.Muon's
     ``_zeropower_via_newtonschulz``.
     """
@@ -1273,10 +1298,12 @@ class Orthogonalize(Transform):
     hyperparameters = {"eps": NONNEGATIVE, "ns_steps": "[0, 100)"}
 
     def __init__(self, dtype: torch.dtype | None = torch.bfloat16,
-                 normalization: str = "clamp"):
+                 normalization: str = "clamp", batched: bool = False):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization={normalization!r} is not one of {NORMALIZATIONS}")
         self.dtype, self.normalization = dtype, normalization
+        if batched:  # only then, so that the chains without it keep their repr
+            self.batched = batched
 
     def validate(self, group):
         super().validate(group)
@@ -1295,9 +1322,14 @@ class Orthogonalize(Transform):
         if u.dim() != 3:
             raise ValueError(f"Orthogonalize needs 2-D parameters (a stack of matrices), got "
                              f"a stack of shape {tuple(u.shape)}")
-        coefficients = [hp[f"ns_coefficients.{i}"] for i in range(3)]
-        out = newton_schulz(u, coefficients, hp["ns_steps"], hp["eps"], self.dtype,
-                            self.normalization)
+        numbers = [hp[f"ns_coefficients.{i}"] for i in range(3)] + [hp["ns_steps"], hp["eps"]]
+        batched = getattr(self, "batched", False)
+        if any(isinstance(n, Tensor) for n in numbers):  # under torch.compile: 0-d tensors
+            stacked = torch.stack([torch.as_tensor(n, dtype=torch.float64) for n in numbers])
+            out = _newton_schulz_op(u, stacked, self.dtype, self.normalization, batched)
+        else:
+            out = newton_schulz(u, numbers[:3], numbers[3], numbers[4], self.dtype,
+                                self.normalization, batched)
         return out.to(u.dtype)
 
 
