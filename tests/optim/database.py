@@ -109,6 +109,9 @@ class OptimizerInfo:
             implementations may put it on either side of 0 (see :func:`lion_sign_argument`).
             Step-by-step comparisons leave out the coordinates within that bound, and only
             those.
+        tolerance: the bound of test_generic's step-by-step comparison with the reference, if
+            not its 1e-10: only for a Keras reference that rounds to float32 inside (COMMON
+            bound for Keras: 1e-6 of the step).
         matrix_only: the optimizer takes 2-D parameters only (Muon): the generic tests give
             it the reference problem's biases as 1-row matrices of the same values
             (references.initial_parameters), which leave the loss and gradients unchanged.
@@ -127,6 +130,7 @@ class OptimizerInfo:
     reference_hp: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sign_argument: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     matrix_only: bool = False
+    tolerance: float | None = None
 
     @property
     def id(self) -> str:
@@ -622,7 +626,10 @@ DATABASE += [
         ("momentum+ns_steps+ns_coefficients",
          {"lr": 0.02, "momentum": 0.8, "ns_steps": 3, "ns_coefficients": (3.4, -4.7, 2.0)}),
         *shared({"lr": 0.02}),
-    ], MUON_BAD, complex=False, matrix_only=True, reference_hp=_muon_keras_hp),
+    ], MUON_BAD, complex=False, matrix_only=True, reference_hp=_muon_keras_hp,
+       # Keras' Muon rounds somewhere to float32 (its √max(A, B) is one such rounding, which
+       # the keras flavor reproduces): measured up to 3.1e-7 of the step per update
+       tolerance=1e-6),
 ]
 
 

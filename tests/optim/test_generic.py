@@ -63,7 +63,7 @@ def test_matches_reference_float64(info, hp):
     implementation's to 1e-10 of the step."""
     reference = reference_run(info, hp)
     errors = step_errors(OptimlabRun(info, hp), reference, hp)
-    assert_steps_match(errors, TOLERANCE, f"{info.id} {hp} vs {info.reference}")
+    assert_steps_match(errors, info.tolerance or TOLERANCE, f"{info.id} {hp} vs {info.reference}")
     start = initial_parameters(matrix_only=info.matrix_only)
     assert not torch.equal(flat(reference.parameters()), flat(start)), "parameters did not move"
 

@@ -62,7 +62,7 @@ class Muon(Optimizer):
     momentum :math:`B_t = \mu B_{t-1} + g_t`, nesterov :math:`g_t + \mu B_t`
     (:class:`~optimlab.optim.transforms.Momentum`), the iteration in the parameter's own dtype
     with :math:`X_0 = G/(\lVert G\rVert_F + \epsilon)`, the update scaled by
-    :math:`0.2\sqrt{\max(A, B)}` (Keras' ``rms_rate=0.2``: ``adjust_lr_fn="match_rms_adamw"``,
+    :math:`0.2\sqrt{\max(A, B)}`, the root rounded to float32 as Keras (Keras' ``rms_rate=0.2``: ``adjust_lr_fn="match_rms_adamw"``,
     the flavor's default), Keras' decoupled decay. Keras' names map to these: ``muon_a/b/c`` →
     ``ns_coefficients``, ``rms_rate=0.2`` → ``adjust_lr_fn="match_rms_adamw"`` (other rates
     and ``rms_rate=None`` are not offered). Keras' Muon sends non-2-D variables and embeddings
@@ -123,7 +123,8 @@ class Muon(Optimizer):
 
         if flavor == "keras":
             muon = [Momentum(nesterov_needs_momentum=False),
-                    Orthogonalize(dtype=None, normalization="add"), AdjustedLearningRate()]
+                    Orthogonalize(dtype=None, normalization="add"),
+                    AdjustedLearningRate(float32_root=True)]
         else:
             muon = [AverageGradient("momentum", bias_correction=False, name="momentum_buffer",
                                     nesterov="nesterov"),

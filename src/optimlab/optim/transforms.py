@@ -1289,7 +1289,8 @@ class Orthogonalize(Transform):
     returned in the direction's dtype (exact: each bfloat16 value is a float64 one).
     ``normalization``: one of :data:`NORMALIZATIONS`. ``batched``: one iteration over the
     whole stack instead of one per matrix (faster for many small matrices; not bit-equal to
-    torch's, see :func:`newton_schulz`). Only 2-D parameters: the stack is (B, m, n). Reference: Jordan et al., "Muon: An optimizer for hidden layers in neural
+    torch's, see :func:`newton_schulz`). Only 2-D parameters: the stack is (B, m, n).
+    Reference: Jordan et al., "Muon: An optimizer for hidden layers in neural
     networks" (2024, kellerjordan.github.io/posts/muon); torch.optim.Muon's
     ``_zeropower_via_newtonschulz``.
     """
@@ -1351,9 +1352,16 @@ class AdjustedLearningRate(LearningRate):
     into η as torch does (``lr * ratio``). Group key: ``adjust_lr_fn`` (None, "original" or
     "match_rms_adamw"). References: Jordan et al. 2024; Liu et al., "Muon is Scalable for LLM
     Training", arXiv:2502.16982.
+
+    ``float32_root=True`` rounds :math:`\sqrt{\max(A, B)}` to float32 first, as Keras' Muon
+    computes it (``ops.sqrt`` of an integer).
     """
 
     scope = "tensor"
+
+    def __init__(self, float32_root: bool = False):
+        if float32_root:  # only then, so that the chains without it keep their repr
+            self.float32_root = float32_root
 
     def validate(self, group):
         super().validate(group)
@@ -1365,7 +1373,10 @@ class AdjustedLearningRate(LearningRate):
     def update(self, u, g, s, p, hp, c):
         rows, columns = int(p.shape[-2]), int(p.shape[-1])
         if hp.choice("adjust_lr_fn") == "match_rms_adamw":
-            ratio = 0.2 * math.sqrt(max(rows, columns))
+            root = math.sqrt(max(rows, columns))
+            if getattr(self, "float32_root", False):
+                root = torch.tensor(root, dtype=torch.float32).item()
+            ratio = 0.2 * root
         else:
             ratio = math.sqrt(max(1, rows / columns))
         return u, c["lr"] * ratio
