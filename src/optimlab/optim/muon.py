@@ -58,17 +58,19 @@ class Muon(Optimizer):
     ``AverageGradient("momentum", nesterov=...)``, ``Orthogonalize()``,
     ``AdjustedLearningRate()``.
 
-    keras flavor, equal to ``keras.optimizers.Muon``'s Muon step (Keras 3): heavy-ball
-    momentum :math:`B_t = \mu B_{t-1} + g_t`, nesterov :math:`g_t + \mu B_t`
+    keras flavor, equal to ``keras.optimizers.Muon``'s Muon step (Keras 3): heavy-ball momentum
+    :math:`B_t = \mu B_{t-1} + g_t`, nesterov :math:`g_t + \mu B_t`
     (:class:`~optimlab.optim.transforms.Momentum`), the iteration in the parameter's own dtype
     with :math:`X_0 = G/(\lVert G\rVert_F + \epsilon)`, the update scaled by
-    :math:`0.2\sqrt{\max(A, B)}`, the root rounded to float32 as Keras (Keras' ``rms_rate=0.2``: ``adjust_lr_fn="match_rms_adamw"``,
-    the flavor's default), Keras' decoupled decay. Keras' names map to these: ``muon_a/b/c`` →
-    ``ns_coefficients``, ``rms_rate=0.2`` → ``adjust_lr_fn="match_rms_adamw"`` (other rates
-    and ``rms_rate=None`` are not offered). Keras' Muon sends non-2-D variables and embeddings
-    to its own Adam step by itself; here they go in an ``algorithm="adamw"`` group (below),
-    whose keras-flavor chain is Keras' Adam step (ε before the bias correction, Keras' Muon's
-    ``epsilon=1e-7`` and ``adam_weight_decay=0.004``; equal to Keras' with its default
+    :math:`0.2\sqrt{\max(A, B)}`, the root rounded to float32 as Keras does (Keras'
+    ``rms_rate=0.2``: ``adjust_lr_fn="match_rms_adamw"``, the flavor's default), Keras'
+    decoupled decay; measured equal to Keras' to 3e-7 of the step per update in float64 (a
+    float32 rounding inside Keras' step not otherwise located). Keras' names map to these:
+    ``muon_a/b/c`` → ``ns_coefficients``, ``rms_rate=0.2`` → ``adjust_lr_fn="match_rms_adamw"``
+    (other rates and ``rms_rate=None`` are not offered). Keras' Muon sends non-2-D variables and
+    embeddings to its own Adam step by itself; here they go in an ``algorithm="adamw"`` group
+    (below), whose keras-flavor chain is Keras' Adam step (ε before the bias correction, Keras'
+    Muon's ``epsilon=1e-7`` and ``adam_weight_decay=0.004``; equal to Keras' with its default
     ``adam_lr_ratio=1``).
 
     **Only 2-D parameters**, as torch's Muon: others raise a ``ValueError``. Muon is meant for
