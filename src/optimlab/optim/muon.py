@@ -140,12 +140,17 @@ class Muon(Optimizer):
         if param_group.get("algorithm") == "adamw":
             flavor = getattr(self, "flavor", "torch")
             param_group = {**ADAMW_DEFAULTS[flavor], **param_group}
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        param_group = {**param_group, "params": params}
+        if param_group.get("algorithm", self.defaults.get("algorithm")) == "muon":
+            self._check_matrices(params)
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        if group["algorithm"] != "muon":
-            return
-        for p in group["params"]:
-            if p.dim() != 2:
+
+    @staticmethod
+    def _check_matrices(params: list) -> None:
+        for p in params:
+            if isinstance(p, Tensor) and p.dim() != 2:
                 raise ValueError(
                     f"Muon only supports 2D parameters (the hidden layers' weight matrices), "
                     f"got a parameter of shape {tuple(p.shape)}: put the others (biases, "

@@ -291,7 +291,11 @@ class Optimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------- param groups and state
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        self._validate(self.param_groups[-1])
+        try:
+            self._validate(self.param_groups[-1])
+        except ValueError:  # a refused group is not kept
+            self.param_groups.pop()
+            raise
 
     #: flavor → {group key: allowed interval}: a flavor's checks beyond the chain's own.
     FLAVOR_RANGES: Mapping[str, Mapping[str, str]] = {}
