@@ -20,6 +20,12 @@ from .train import distributed
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
 
 
+
+def _lab_optimizers() -> list[str]:
+    """The optimizers the lab runs by default: those whose step() takes no closure and that
+    take any parameter (Muon, for 2-D parameters only, is left out)."""
+    return optim.names(closure=False, matrices=False)
+
 def _names(text: str, allowed: Sequence[str], what: str, parser: argparse.ArgumentParser):
     names = list(allowed) if text == "all" else [n.strip().lower() for n in text.split(",") if n]
     unknown = [n for n in names if n not in allowed]
@@ -126,7 +132,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .lab.tasks import TASKS
 
     problems = _names(args.problems, [*SURFACES, *TASKS], "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     surfaces = [p for p in problems if p in SURFACES]
     tasks = [p for p in problems if p in TASKS]
     store = None
@@ -224,7 +230,7 @@ def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .lab.properties import measure, table
 
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     rows = measure(optimizers)
     console = Console(quiet=args.quiet)
     console.print(table(rows))
@@ -242,7 +248,7 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .lab.animate import animate_saddle, animate_surface, learning_rate_figure
 
     problem = _names(args.problem, list(SURFACES), "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     os.makedirs(args.out, exist_ok=True)
     console = Console(quiet=args.quiet)
     written = [animate_surface(p, optimizers, os.path.join(args.out, f"{p}.gif"),
@@ -262,7 +268,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from .lab.report import suite
 
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     surfaces, tasks = ("rosenbrock", "beale"), ("noisy_quadratic", "digits_mlp")
     lrs = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
     total = len(optimizers) * (len(lrs) * (len(surfaces) + len(tasks))

@@ -5,8 +5,10 @@ import optimlab.optim as oo
 
 
 def test_every_name_builds_an_optimizer_that_steps():
+    matrix_only = set(oo.names()) - set(oo.names(matrices=False))
+    assert matrix_only == {"muon"}
     for name in oo.names():
-        p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        p = torch.nn.Parameter(torch.tensor([[1.0, -2.0]] if name in matrix_only else [1.0, -2.0]))
         opt = oo.get(name, [p])
         assert isinstance(opt, torch.optim.Optimizer)
 
@@ -16,7 +18,7 @@ def test_every_name_builds_an_optimizer_that_steps():
             loss.backward()
             return loss
         opt.step(closure)
-        assert not torch.equal(p.detach(), torch.tensor([1.0, -2.0])), name
+        assert not torch.equal(p.detach().flatten(), torch.tensor([1.0, -2.0])), name
 
 
 def test_get_passes_arguments_and_presets():

@@ -271,7 +271,8 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
     from .animate import animate_saddle, animate_surface, learning_rate_figure
 
     start = time.perf_counter()
-    optimizers = list(optimizers or names(closure=False))  # the loops call step() alone
+    # the loops call step() alone, with every parameter (vectors too)
+    optimizers = list(optimizers or names(closure=False, matrices=False))
     report = Report()
     report.surfaces = compare(list(surfaces), optimizers, steps=surface_steps, lrs=list(lrs),
                               on_run=on_run)

@@ -98,6 +98,7 @@ class Muon(Optimizer):
     """
 
     FLAVOR_RANGES = {"keras": {"momentum": "[0, 1]"}}
+    needs_matrices = True  # in its "muon" groups; names(matrices=False) leaves it out
 
     DEFAULTS = {
         "torch": {"lr": 1e-3, "weight_decay": 0.1, "momentum": 0.95, "nesterov": True,

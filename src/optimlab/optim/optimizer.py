@@ -239,6 +239,9 @@ class Optimizer(torch.optim.Optimizer):
     #: True if ``step`` needs a closure that re-evaluates the loss (LBFGS): code that calls
     #: ``step()`` without one lists optimizers with ``optimlab.optim.names(closure=False)``.
     needs_closure: bool = False
+    #: True if the optimizer takes 2-D parameters only (Muon): code that hands it all of a
+    #: model's parameters lists optimizers with ``optimlab.optim.names(matrices=False)``.
+    needs_matrices: bool = False
 
     @property
     def engine(self) -> str:
