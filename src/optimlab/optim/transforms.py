@@ -1375,7 +1375,8 @@ class AdjustedLearningRate(LearningRate):
         if hp.choice("adjust_lr_fn") == "match_rms_adamw":
             root = math.sqrt(max(rows, columns))
             if getattr(self, "float32_root", False):
-                root = torch.tensor(root, dtype=torch.float32).item()
+                mantissa, exponent = math.frexp(root)  # to float32's 24 bits, to nearest even
+                root = math.ldexp(round(mantissa * 2**24) / 2**24, exponent)
             ratio = 0.2 * root
         else:
             ratio = math.sqrt(max(1, rows / columns))
