@@ -64,7 +64,7 @@ class Muon(Optimizer):
     with :math:`X_0 = G/(\lVert G\rVert_F + \epsilon)`, the update scaled by
     :math:`0.2\sqrt{\max(A, B)}`, the root rounded to float32 as Keras does (Keras'
     ``rms_rate=0.2``: ``adjust_lr_fn="match_rms_adamw"``, the flavor's default), Keras'
-    decoupled decay; measured equal to Keras' to 3e-7 of the step per update in float64 (a
+    decoupled decay; measured equal to Keras' to 5e-7 of the step per update in float64 (a
     float32 rounding inside Keras' step not otherwise located). Keras' names map to these:
     ``muon_a/b/c`` → ``ns_coefficients``, ``rms_rate=0.2`` → ``adjust_lr_fn="match_rms_adamw"``
     (other rates and ``rms_rate=None`` are not offered). Keras' Muon sends non-2-D variables and
