@@ -12,6 +12,7 @@ from .optim import (
     AdEMAMix,
     Lamb,
     Lion,
+    Muon,
     Optimizer,
     Prodigy,
     RAdam,
@@ -24,4 +25,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "SOAP", "Lamb", "LARS", "__version__"]
+           "SOAP", "Lamb", "LARS", "Muon", "__version__"]

@@ -20,6 +20,12 @@ from .train import distributed
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
 
 
+
+def _lab_optimizers() -> list[str]:
+    """The optimizers the lab runs by default: those whose step() takes no closure and that
+    take any parameter (Muon, for 2-D parameters only, is left out)."""
+    return optim.names(closure=False, matrices=False)
+
 def _names(text: str, allowed: Sequence[str], what: str, parser: argparse.ArgumentParser):
     names = list(allowed) if text == "all" else [n.strip().lower() for n in text.split(",") if n]
     unknown = [n for n in names if n not in allowed]
@@ -121,7 +127,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .lab.report import exported
 
     problems = _names(args.problems, [*SURFACES, *TASKS], "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     surfaces = [p for p in problems if p in SURFACES]
     tasks = [p for p in problems if p in TASKS]
     # a sweep of surfaces alone takes seconds: stored only with a task; TPE runs in memory
@@ -183,7 +189,7 @@ def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .lab.properties import measure, table
 
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     rows = measure(optimizers)
     console = Console(quiet=args.quiet)
     console.print(table(rows))
@@ -201,7 +207,7 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .lab.animate import animate_saddle, animate_surface, learning_rate_figure
 
     problem = _names(args.problem, list(SURFACES), "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     os.makedirs(args.out, exist_ok=True)
     console = Console(quiet=args.quiet)
     written = [animate_surface(p, optimizers, os.path.join(args.out, f"{p}.gif"),
@@ -220,7 +226,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .lab import suite as quick
     from .lab.protocol import planned
 
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     console = Console(quiet=args.quiet)
     with _progress(console, args.quiet) as progress:
         bar = progress.add_task("suite", total=planned([*quick.SURFACES, *quick.TASKS],

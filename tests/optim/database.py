@@ -109,6 +109,12 @@ class OptimizerInfo:
             implementations may put it on either side of 0 (see :func:`lion_sign_argument`).
             Step-by-step comparisons leave out the coordinates within that bound, and only
             those.
+        tolerance: the bound of test_generic's step-by-step comparison with the reference, if
+            not its 1e-10: only for a Keras reference that rounds to float32 inside (COMMON
+            bound for Keras: 1e-6 of the step).
+        matrix_only: the optimizer takes 2-D parameters only (Muon): the generic tests give
+            it the reference problem's biases as 1-row matrices of the same values
+            (references.initial_parameters), which leave the loss and gradients unchanged.
     """
 
     cls: type
@@ -123,6 +129,8 @@ class OptimizerInfo:
     package_kwargs: dict[str, Any] = field(default_factory=dict)
     reference_hp: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sign_argument: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    matrix_only: bool = False
+    tolerance: float | None = None
 
     @property
     def id(self) -> str:
@@ -571,6 +579,57 @@ DATABASE += [
         ("plain", {"lr": 0.01}),
         ("weight_decay+t_alpha_beta3", {"lr": 0.01, "weight_decay": 0.1, "t_alpha_beta3": 30}),
     ], ADEMAMIX_BAD),
+]
+
+#: Muon's own bad inputs (torch's Muon checks lr, momentum, weight_decay and adjust_lr_fn at
+#: construction and ns_steps, ns_coefficients at the first step; optimlab checks all at once).
+MUON_BAD = [
+    ({"momentum": -0.1}, "momentum"),
+    ({"ns_steps": 100}, "ns_steps"),
+    ({"ns_steps": 2.5}, "ns_steps"),
+    ({"ns_coefficients": (3.4, -4.7)}, "ns_coefficients"),
+    ({"eps": -1e-7}, "eps"),
+    ({"adjust_lr_fn": "arbitrary"}, "adjust_lr_fn"),
+]
+
+
+def _muon_keras_hp(hp: dict[str, Any]) -> dict[str, Any]:
+    """A Muon set in Keras' names: ``ns_coefficients`` → ``muon_a/b/c``,
+    ``adjust_lr_fn="match_rms_adamw"`` (the keras flavor's default) → ``rms_rate=0.2`` (Keras'
+    default). ``eps`` has no Keras counterpart (its iteration adds a fixed 1e-7): no set sets it."""
+    out = {key: value for key, value in hp.items()
+           if key not in ("ns_coefficients", "adjust_lr_fn")}
+    if "ns_coefficients" in hp:
+        out["muon_a"], out["muon_b"], out["muon_c"] = hp["ns_coefficients"]
+    assert hp.get("adjust_lr_fn", "match_rms_adamw") == "match_rms_adamw"
+    return out
+
+
+DATABASE += [
+    _torch(oo.Muon, [
+        ("plain", {"lr": 0.02}),
+        ("defaults", {}),
+        ("no_nesterov", {"lr": 0.02, "nesterov": False}),
+        ("match_rms_adamw", {"lr": 0.01, "adjust_lr_fn": "match_rms_adamw"}),
+        ("original+momentum", {"lr": 0.02, "adjust_lr_fn": "original", "momentum": 0.8}),
+        ("no_momentum", {"lr": 0.02, "momentum": 0.0}),
+        ("weight_decay+no_nesterov", {"lr": 0.02, "weight_decay": 0.5, "nesterov": False}),
+        ("ns_steps+ns_coefficients",
+         {"lr": 0.02, "ns_steps": 3, "ns_coefficients": (3.4, -4.7, 2.0)}),
+        ("no_iteration+eps", {"lr": 0.02, "ns_steps": 0, "eps": 0.5}),  # ε bites: ‖G‖ < 0.5
+        *shared({"lr": 0.02}),
+    ], MUON_BAD, complex=False, matrix_only=True),
+    _keras(oo.Muon, [
+        ("plain", {"lr": 0.02}),
+        ("defaults", {}),
+        ("no_nesterov+weight_decay", {"lr": 0.02, "nesterov": False, "weight_decay": 0.5}),
+        ("momentum+ns_steps+ns_coefficients",
+         {"lr": 0.02, "momentum": 0.8, "ns_steps": 3, "ns_coefficients": (3.4, -4.7, 2.0)}),
+        *shared({"lr": 0.02}),
+    ], MUON_BAD, complex=False, matrix_only=True, reference_hp=_muon_keras_hp,
+       # Keras' Muon rounds somewhere to float32 (its √max(A, B) is one such rounding, which
+       # the keras flavor reproduces): measured up to 4.6e-7 of the step per update
+       tolerance=1e-6),
 ]
 
 

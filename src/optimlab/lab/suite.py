@@ -35,7 +35,7 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
 
     start = time.perf_counter()
     os.makedirs(os.path.join(out, "animations"), exist_ok=True)
-    optimizers = list(optimizers or names(closure=False))  # the loops call step() alone
+    optimizers = list(optimizers or names(closure=False, matrices=False))  # step() alone, vectors too
     storage = storage or f"sqlite:///{os.path.abspath(os.path.join(out, 'runs.db'))}"
     report = Report()
     report.summaries = sweep([*surfaces, *tasks], optimizers, list(lrs), seeds=seeds,

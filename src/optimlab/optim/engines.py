@@ -794,16 +794,20 @@ class CompiledEngine(PackedEngine):
         writes.clear()
 
     def _padding(self, signature: tuple, pack: Pack) -> list[tuple]:
-        """2-element dummy pieces, one per slot (distinct, so no slot aliases another), that
-        fill the unused slots of a call."""
-        padding = self.padding.get(signature)
+        """Dummy pieces, one per slot (distinct, so no slot aliases another), that fill the
+        unused slots of a call: 2 elements each, or for a stack (B, *shape) a stack of one
+        with every dimension 2, so that matrix work (``u @ u.mT``) sees the same rank."""
+        rank = pack.params[0].dim() if pack.stacked else 0
+        key = (signature, rank, tuple(v.dim() for v in pack.buffers.values()))
+        padding = self.padding.get(key)
         if padding is None:
-            def dummy(like):
-                return torch.zeros(2, dtype=like.dtype, device=like.device)
-            padding = self.padding[signature] = [
-                (torch.zeros(2, dtype=pack.dtype, device=pack.device),
-                 torch.zeros(2, dtype=pack.dtype, device=pack.device),
-                 {k: dummy(v) for k, v in pack.buffers.items()}) for _ in range(SLOTS)]
+            def dummy(like, dim=None):
+                shape = (1, *[2] * (dim - 1)) if pack.stacked else (2,)
+                return torch.zeros(shape, dtype=like.dtype, device=like.device)
+            padding = self.padding[key] = [
+                (dummy(pack, rank + 1), dummy(pack, rank + 1),
+                 {k: dummy(v, v.dim()) for k, v in pack.buffers.items()})
+                for _ in range(SLOTS)]
         return padding
 
 

@@ -30,9 +30,14 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
 * :class:`Delayed` — a chain that starts after k steps whose gradients only warm its state up
   (SOAP's first gradient only initializes the preconditioner);
 * :class:`NormalizeRms` — divide each tensor by its root mean square (SOAP's
-  ``normalize_gradient``).
+  ``normalize_gradient``);
 * :class:`TrustRatio` — LARS's and LAMB's layer-wise trust ratio: each tensor's direction
-  rescaled to a fraction of the parameter's norm (``scope = "tensor"``).
+  rescaled to a fraction of the parameter's norm (``scope = "tensor"``);
+* :class:`Orthogonalize` — Muon's Newton–Schulz orthogonalization of each matrix, batched
+  over a stack (``scope="tensor"``);
+* :class:`AdjustedLearningRate` — η scaled by the matrix's shape (Muon's ``adjust_lr_fn``);
+* :class:`Select` — one of several chains per param group, by a string entry of the group
+  (Muon for the hidden matrices and AdamW for the rest, in one optimizer).
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -77,6 +82,10 @@ __all__ = [
     "Delayed",
     "NormalizeRms",
     "TrustRatio",
+    "Orthogonalize",
+    "AdjustedLearningRate",
+    "Select",
+    "newton_schulz",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -110,7 +119,7 @@ class Hyper:
 
     __slots__ = ("values", "flags")
 
-    def __init__(self, values: Mapping, flags: Mapping[str, bool] | None = None):
+    def __init__(self, values: Mapping, flags: Mapping[str, bool | str] | None = None):
         self.values = values
         self.flags = flags
 
@@ -135,17 +144,31 @@ class Hyper:
 
     def on(self, key: str) -> bool:
         if self.flags is not None:
-            return self.flags.get(key, False)
+            return bool(self.flags.get(key, False))
         return bool(hyper(self.values, key, False))
 
+    def choice(self, key: str, default: str | None = None) -> str | None:
+        """A string-valued entry (``adjust_lr_fn="original"``), or ``default`` if it is absent
+        or None: like :meth:`on`, a Python value that selects a code path (the compiled kernel
+        is specialised on it)."""
+        if self.flags is not None:
+            value = self.flags.get(key)
+            return value if isinstance(value, str) else default
+        value = hyper(self.values, key)
+        return value if isinstance(value, str) else default
+
     @staticmethod
-    def split(group: Mapping) -> tuple[dict[str, float], dict[str, bool]]:
+    def split(group: Mapping) -> tuple[dict[str, float], dict[str, bool | str]]:
         """A group's numeric hyper-parameters (tuples flattened to ``"betas.0"``) and the
-        flags of all of them, for the compiled engine."""
+        flags of all of them, for the compiled engine; string entries (choices read with
+        :meth:`choice`) are kept as they are among the flags."""
         values: dict[str, float] = {}
-        flags: dict[str, bool] = {}
+        flags: dict[str, bool | str] = {}
         for key, value in group.items():
             if key == "params":
+                continue
+            if isinstance(value, str):
+                flags[key] = value
                 continue
             items = [(f"{key}.{i}", v) for i, v in enumerate(value)] \
                 if isinstance(value, tuple | list) else [(key, value)]
@@ -577,32 +600,45 @@ class AverageGradient(Transform):
               \text{out} = m_t / (1-\beta^t) \text{ if bias-corrected, else } m_t
 
     :math:`m_0 = 0`, or the group's ``initial`` entry (Yogi's ``initial_accumulator_value``).
-    Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1. State: ``exp_avg``.
+    With ``nesterov`` (a group flag, Muon's), the output looks one step ahead:
+    :math:`\text{out} = u_t + \beta (m_t - u_t)`, computed as torch's Muon computes it
+    (``u.lerp(m, β)``). ``name`` is the buffer's state name (torch's Muon:
+    ``momentum_buffer``). Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1.
+    State: ``exp_avg`` (or ``name``).
     """
 
     state = ("exp_avg",)
 
     def __init__(self, decay: str = "betas.0", bias_correction: bool = True,
-                 initial: str | None = None):
+                 initial: str | None = None, name: str = "exp_avg",
+                 nesterov: str | None = None):
         self.decay = decay
         self.bias_correction = bias_correction
         self.hyperparameters = {decay: UNIT_OPEN}
         if initial is not None:  # only then, so that the chains without one keep their repr
             self.initial = initial
             self.hyperparameters[initial] = NONNEGATIVE
+        if name != "exp_avg":
+            self.name = name
+            self.state = (name,)
+        if nesterov is not None:
+            self.nesterov = nesterov
+            self.flags = (nesterov,)
 
     def init(self, p, hp):
         initial = getattr(self, "initial", None)
-        return {"exp_avg": torch.full_like(p, hp.get(initial, 0.0)) if initial
-                else torch.zeros_like(p)}
+        return {getattr(self, "name", "exp_avg"): torch.full_like(p, hp.get(initial, 0.0))
+                if initial else torch.zeros_like(p)}
 
     def prepare(self, s, hp, step):
         return {"correction": 1 - hp[self.decay] ** step} if self.bias_correction else {}
 
     def update(self, u, g, s, p, hp, c):
-        m = s["exp_avg"]
+        m = s[getattr(self, "name", "exp_avg")]
         m.lerp_(u, 1 - hp[self.decay])
-        return (m, 1 / c["correction"]) if self.bias_correction else m
+        nesterov = getattr(self, "nesterov", None)
+        out = u.lerp(m, hp[self.decay]) if nesterov is not None and hp.on(nesterov) else m
+        return (out, 1 / c["correction"]) if self.bias_correction else out
 
 
 class NesterovAverage(Transform):
@@ -1343,3 +1379,274 @@ class TrustRatio(Transform):
         numerator = norm * hp[self.coefficient] if self.coefficient else norm
         ratio = torch.where((norm > 0) & (denominator > 0), numerator / denominator, 1.0)
         return u * ratio
+
+
+
+#: where ε enters the normalization of :class:`Orthogonalize`: ``X / max(‖X‖_F, ε)`` (torch's
+#: Muon) or ``X / (‖X‖_F + ε)`` (Keras' Muon).
+NORMALIZATIONS = ("clamp", "add")
+
+
+def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dtype | None,
+                  normalization: str = "clamp", batched: bool = False) -> Tensor:
+    r"""The quintic Newton–Schulz iteration on a stack of matrices (B, m, n).
+
+    .. math::
+        X_0 = \frac{G}{\max(\lVert G\rVert_F, \epsilon)}, \qquad
+        A_k = X_k X_k^\top, \qquad X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
+
+    with each matrix transposed first (and back after) where m > n, so that the Gram matrix
+    is the smaller one. It drives every singular value of G towards 1 (to roughly
+    Uniform(0.5, 1.5) with the default coefficients): about :math:`UV^\top` for the SVD
+    :math:`G = USV^\top`. With ``dtype`` the iteration runs in that dtype (torch's Muon casts
+    to bfloat16) and the result is in it.
+
+    ``batched=False`` runs the iteration on each matrix of the stack with the 2-D operators
+    torch's Muon uses (``@``, ``Tensor.norm``, ``torch.addmm``), so that the result is torch's
+    bit for bit; ``batched=True`` runs it once on the whole stack (``torch.baddbmm``), fewer
+    and larger products, whose bfloat16 results may differ from the 2-D ones by a rounding of
+    the accumulation (measured on CPU: about one element in 10⁴ by one bfloat16 ulp).
+    ``x`` is not modified.
+    """
+    if not batched and x.dim() == 3:
+        return torch.stack([newton_schulz(m, coefficients, steps, eps, dtype, normalization)
+                            for m in x])
+    a, b, c = (float(k) for k in coefficients)
+    addmm = torch.addmm if x.dim() == 2 else torch.baddbmm
+    x = x.to(x.dtype if dtype is None else dtype, copy=True)
+    wide = x.size(-2) > x.size(-1)
+    if wide:
+        x = x.mT
+    norm = x.norm() if x.dim() == 2 else torch.linalg.vector_norm(x, dim=(-2, -1),
+                                                                    keepdim=True)
+    eps = float(eps)
+    x.div_(norm.clamp(min=eps) if normalization == "clamp" else norm.add(eps))
+    for _ in range(int(steps)):
+        gram = x @ x.mT
+        x = addmm(x, addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if wide else x
+
+
+@torch.library.custom_op("optimlab::newton_schulz", mutates_args=())
+def _newton_schulz_op(x: Tensor, numbers: Tensor, dtype: torch.dtype | None,
+                      normalization: str, batched: bool) -> Tensor:
+    """:func:`newton_schulz` as one opaque operator of a compiled graph (numbers: a, b, c,
+    steps, ε), so that ``torch.compile`` runs it as eager torch does: the same matrix
+    products in the same dtype, bit for bit."""
+    a, b, c, steps, eps = numbers.tolist()
+    return newton_schulz(x, (a, b, c), int(steps), eps, dtype, normalization,
+                         batched).contiguous()
+
+
+@_newton_schulz_op.register_fake
+def _(x, numbers, dtype, normalization, batched):
+    return torch.empty_like(x, dtype=x.dtype if dtype is None else dtype)
+
+
+class Orthogonalize(Transform):
+    r"""Muon's update direction: the incoming matrix orthogonalized by a Newton–Schulz
+    iteration, :math:`\text{out} = \mathrm{NS}^{(a,b,c)}_k(u;\ \epsilon)` (see
+    :func:`newton_schulz`), batched over a stack of same-shaped matrices
+    (``scope = "tensor"``).
+
+    Group keys: ``ns_coefficients`` (a, b, c), ``ns_steps`` (k, an integer in [0, 100), as
+    torch's Muon allows), ``eps``. ``dtype``: the precision of the iteration (torch's Muon:
+    ``torch.bfloat16`` whatever the parameter's dtype, so a float64 Muon is not more precise
+    than a float32 one; ``None``: the direction's own dtype, as Keras' Muon); the output is
+    returned in the direction's dtype (exact: each bfloat16 value is a float64 one).
+    ``normalization``: one of :data:`NORMALIZATIONS`. ``batched``: one iteration over the
+    whole stack instead of one per matrix (faster for many small matrices; not bit-equal to
+    torch's, see :func:`newton_schulz`). Only 2-D parameters: the stack is (B, m, n).
+    Reference: Jordan et al., "Muon: An optimizer for hidden layers in neural
+    networks" (2024, kellerjordan.github.io/posts/muon); torch.optim.Muon's
+    ``_zeropower_via_newtonschulz``.
+    """
+
+    scope = "tensor"
+    hyperparameters = {"eps": NONNEGATIVE, "ns_steps": "[0, 100)"}
+
+    def __init__(self, dtype: torch.dtype | None = torch.bfloat16,
+                 normalization: str = "clamp", batched: bool = False):
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization={normalization!r} is not one of {NORMALIZATIONS}")
+        self.dtype, self.normalization = dtype, normalization
+        if batched:  # only then, so that the chains without it keep their repr
+            self.batched = batched
+
+    def validate(self, group):
+        super().validate(group)
+        steps = group.get("ns_steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
+            raise ValueError(f"ns_steps={steps!r} must be an integer in [0, 100)")
+        coefficients = group.get("ns_coefficients")
+        if coefficients is not None and not (
+                isinstance(coefficients, tuple | list) and len(coefficients) == 3
+                and all(isinstance(k, int | float) and not isinstance(k, bool)
+                        and math.isfinite(k) for k in coefficients)):
+            raise ValueError(f"ns_coefficients={coefficients!r} is not allowed: give three "
+                             f"finite numbers (a, b, c) of the Newton–Schulz polynomial")
+
+    def update(self, u, g, s, p, hp, c):
+        if u.dim() != 3:
+            raise ValueError(f"Orthogonalize needs 2-D parameters (a stack of matrices), got "
+                             f"a stack of shape {tuple(u.shape)}")
+        numbers = [hp[f"ns_coefficients.{i}"] for i in range(3)] + [hp["ns_steps"], hp["eps"]]
+        batched = getattr(self, "batched", False)
+        if any(isinstance(n, Tensor) for n in numbers):  # under torch.compile: 0-d tensors
+            stacked = torch.stack([torch.as_tensor(n, dtype=torch.float64) for n in numbers])
+            out = _newton_schulz_op(u, stacked, self.dtype, self.normalization, batched)
+        else:
+            out = newton_schulz(u, numbers[:3], numbers[3], numbers[4], self.dtype,
+                                self.normalization, batched)
+        return out.to(u.dtype)
+
+
+#: Muon's learning-rate adjustments by the matrix's shape (A, B) (torch's ``adjust_lr_fn``).
+ADJUSTMENTS = ("original", "match_rms_adamw")
+
+
+class AdjustedLearningRate(LearningRate):
+    r"""The learning rate scaled by the shape (A, B) of each matrix, so that orthogonalized
+    updates of rectangular matrices have a consistent RMS (torch's Muon's ``adjust_lr_fn``):
+
+    .. math:: \eta' = \eta \cdot \begin{cases}
+                  \sqrt{\max(1, A/B)} & \text{"original" (Keller Jordan's; None)} \\
+                  0.2\,\sqrt{\max(A, B)} & \text{"match\_rms\_adamw" (Moonshot's)}
+              \end{cases}
+
+    "match_rms_adamw" gives the update the RMS of AdamW's (≈ 0.2), so that Muon reuses the
+    learning rate and weight decay tuned for AdamW. The factor is a Python float multiplied
+    into η as torch does (``lr * ratio``). Group key: ``adjust_lr_fn`` (None, "original" or
+    "match_rms_adamw"). References: Jordan et al. 2024; Liu et al., "Muon is Scalable for LLM
+    Training", arXiv:2502.16982.
+
+    ``float32_root=True`` rounds :math:`\sqrt{\max(A, B)}` to float32 first, as Keras' Muon
+    computes it (``ops.sqrt`` of an integer).
+    """
+
+    scope = "tensor"
+
+    def __init__(self, float32_root: bool = False):
+        if float32_root:  # only then, so that the chains without it keep their repr
+            self.float32_root = float32_root
+
+    def validate(self, group):
+        super().validate(group)
+        fn = group.get("adjust_lr_fn")
+        if fn is not None and fn not in ADJUSTMENTS:
+            raise ValueError(f"adjust_lr_fn={fn!r} is not supported: allowed None, "
+                             f"{', '.join(map(repr, ADJUSTMENTS))}")
+
+    def update(self, u, g, s, p, hp, c):
+        rows, columns = int(p.shape[-2]), int(p.shape[-1])
+        if hp.choice("adjust_lr_fn") == "match_rms_adamw":
+            root = math.sqrt(max(rows, columns))
+            if getattr(self, "float32_root", False):
+                mantissa, exponent = math.frexp(root)  # to float32's 24 bits, to nearest even
+                root = math.ldexp(round(mantissa * 2**24) / 2**24, exponent)
+            ratio = 0.2 * root
+        else:
+            ratio = math.sqrt(max(1, rows / columns))
+        return u, c["lr"] * ratio
+
+
+class Select(Transform):
+    """One of several chains per param group, chosen by a string entry of the group: ``Muon``
+    runs ``{"muon": Muon's chain, "adamw": AdamW's}`` by each group's ``algorithm``, so one
+    optimizer (one ``step()``, one ``state_dict()``) updates the hidden matrices with one
+    algorithm and the rest with another.
+
+    A parameter is only ever updated by its group's branch, so the branches may keep buffers of
+    the same name. ``scope`` is ``"tensor"`` if any branch's is (the elementwise branches then
+    get stacks too, which their math does not notice). The branches must agree on
+    :attr:`~Transform.owns_decoupled_weight_decay`.
+    """
+
+    def __init__(self, key: str, branches: Mapping[str, Transform | Sequence[Transform]],
+                 default: str):
+        self.key, self.default = key, default
+        self.branches = {name: t if isinstance(t, Chain) else chain(t)
+                         for name, t in branches.items()}
+        if default not in self.branches:
+            raise ValueError(f"default={default!r} is not one of the branches "
+                             f"{tuple(self.branches)}")
+        owns = {b.owns_decoupled_weight_decay for b in self.branches.values()}
+        if len(owns) > 1:
+            raise ValueError("the branches of Select must agree on whether the chain applies "
+                             "decoupled weight decay itself (owns_decoupled_weight_decay)")
+
+    def branch(self, hp: Hyper) -> Chain:
+        return self.branches[hp.choice(self.key, self.default)]
+
+    def _group_branch(self, group: Mapping) -> Chain:
+        name = group.get(self.key)
+        return self.branches[self.default if name is None else name]
+
+    @property
+    def state(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(n for b in self.branches.values() for n in b.state))
+
+    @property
+    def hyperparameters(self) -> dict[str, str]:  # type: ignore[override]
+        return {k: v for b in self.branches.values() for k, v in b.hyperparameters.items()}
+
+    @property
+    def flags(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(f for b in self.branches.values() for f in b.flags))
+
+    @property
+    def scope(self) -> str:  # type: ignore[override]
+        return "tensor" if any(b.scope == "tensor" for b in self.branches.values()) \
+            else "element"
+
+    @property
+    def reduces(self) -> bool:  # type: ignore[override]
+        return any(b.reduces for b in self.branches.values())
+
+    @property
+    def modes(self) -> bool:  # type: ignore[override]
+        return any(b.modes for b in self.branches.values())
+
+    @property
+    def owns_decoupled_weight_decay(self) -> bool:  # type: ignore[override]
+        return next(iter(self.branches.values())).owns_decoupled_weight_decay
+
+    def validate(self, group):
+        name = group.get(self.key)
+        if name is not None and name not in self.branches:
+            raise ValueError(f"{self.key}={name!r} is not allowed: choose one of "
+                             f"{', '.join(map(repr, self.branches))}")
+        self._group_branch(group).validate(group)
+
+    def begin(self, group):
+        self._group_branch(group).begin(group)
+
+    def combine(self, group, totals):
+        self._group_branch(group).combine(group, totals)
+
+    def reduce(self, g, s, p, hp):
+        return self.branch(hp).reduce(g, s, p, hp)
+
+    def to_eval(self, p, s, hp):
+        self.branch(hp).to_eval(p, s, hp)
+
+    def to_train(self, p, s, hp):
+        self.branch(hp).to_train(p, s, hp)
+
+    def init(self, p, hp):
+        return self.branch(hp).init(p, hp)
+
+    def prepare(self, s, hp, step):
+        # one flat dict of numbers and bools (what a compiled kernel takes), "i.key" per
+        # transform i of the branch
+        return {f"{i}.{k}": v for i, d in enumerate(self.branch(hp).prepare(s, hp, step))
+                for k, v in d.items()}
+
+    def update(self, u, g, s, p, hp, c):
+        branch = self.branch(hp)
+        coefficients: list[dict[str, Any]] = [{} for _ in branch.transforms]
+        for key, value in c.items():
+            i, _, name = key.partition(".")
+            coefficients[int(i)][name] = value
+        u, scale = branch.update(u, g, s, p, hp, coefficients)
+        return u if scale is None else (u, scale)

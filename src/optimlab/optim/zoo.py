@@ -18,6 +18,7 @@ from torch import Tensor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
+from .muon import Muon
 from .optimizer import Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
@@ -509,16 +510,22 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "soap": SOAP,
     "lamb": Lamb,
     "lars": LARS,
+    "muon": Muon,
 }
 
 
-def names(closure: bool = True) -> list[str]:
+def names(closure: bool = True, matrices: bool = True) -> list[str]:
     """The registered optimizer names, for :func:`get`; ``closure=False`` leaves out those
-    whose ``step`` needs a closure (LBFGS), for training loops that call ``step()``."""
-    def needs_closure(entry: Callable[..., Optimizer]) -> bool:
+    whose ``step`` needs a closure (LBFGS), for training loops that call ``step()``;
+    ``matrices=False`` those that take 2-D parameters only (Muon, whose other parameters go
+    in an AdamW group: :func:`~optimlab.optim.muon_param_groups`), for loops that hand an
+    optimizer all of a model's parameters or vectors (the 2-D surfaces)."""
+    def needs(entry: Callable[..., Optimizer], what: str) -> bool:
         cls = entry.func if isinstance(entry, functools.partial) else entry
-        return getattr(cls, "needs_closure", False)
-    return [name for name, entry in REGISTRY.items() if closure or not needs_closure(entry)]
+        return getattr(cls, what, False)
+    return [name for name, entry in REGISTRY.items()
+            if (closure or not needs(entry, "needs_closure"))
+            and (matrices or not needs(entry, "needs_matrices"))]
 
 
 def get(name: str, params, **kwargs: Any) -> Optimizer:
