@@ -7,6 +7,7 @@ from .optim import (
     ASGD,
     LBFGS,
     AdaBelief,
+    Adafactor,
     AdEMAMix,
     Lion,
     Optimizer,
@@ -21,4 +22,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "__version__"]
+           "Adafactor", "__version__"]

@@ -5,6 +5,7 @@
 """
 
 from . import transforms
+from .adafactor import Adafactor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
@@ -37,5 +38,5 @@ __all__ = [
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
     "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
-    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
+    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix", "Adafactor",
 ]

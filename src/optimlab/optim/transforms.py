@@ -26,7 +26,11 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
 * :class:`InterpolatedSign` — Lion's sign of an interpolation between momentum and gradient;
 * :class:`DecorrelatedAdapt` — ADOPT's normalization by the previous steps' second moment,
   clipped, before any averaging;
-* :class:`MixSlowAverage` — AdEMAMix's slow EMA of the gradient, added to the fast one.
+* :class:`MixSlowAverage` — AdEMAMix's slow EMA of the gradient, added to the fast one;
+* :class:`FactoredAdapt` — Adafactor's second moment, factored into row and column statistics
+  over the last two dimensions of a ≥2-D tensor (``scope = "tensor"``);
+* :class:`ClipByRms` — Adafactor's update clipping: divide by max(1, RMS(u)/d) per tensor;
+* :class:`RelativeStepSize` — Adafactor's step size max(ε₂, RMS(p))·min(η, 1/√t) per tensor.
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -68,6 +72,9 @@ __all__ = [
     "InterpolatedSign",
     "DecorrelatedAdapt",
     "MixSlowAverage",
+    "FactoredAdapt",
+    "ClipByRms",
+    "RelativeStepSize",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -198,14 +205,15 @@ UNIT = "[0, 1]"
 UNIT_OPEN = "[0, 1)"
 
 
-REDUCTIONS = ("sum", "mean", "norm", "max")
+REDUCTIONS = ("sum", "mean", "norm", "max", "rms")
 
 
 def per_tensor(x: Tensor, reduction: str = "sum", like: Tensor | None = None) -> Tensor:
     """A reduction of each tensor of a stack (``scope = "tensor"``), shaped (B, 1, …, 1) with
     as many dimensions as ``like`` (default ``x``) so that it broadcasts against it:
     ``u / per_tensor(u, "norm")`` normalizes every tensor of the stack by its own norm.
-    ``reduction``: one of :data:`REDUCTIONS` (``"norm"`` is the L2 norm, ``"max"`` of values)."""
+    ``reduction``: one of :data:`REDUCTIONS` (``"norm"`` is the L2 norm, ``"max"`` of values,
+    ``"rms"`` the root mean square ‖x‖/√n, as torch's Adafactor computes it)."""
     flat = x.reshape(x.shape[0], -1)
     if reduction == "sum":
         out = flat.sum(1)
@@ -215,6 +223,8 @@ def per_tensor(x: Tensor, reduction: str = "sum", like: Tensor | None = None) ->
         out = torch.linalg.vector_norm(flat, dim=1)
     elif reduction == "max":
         out = flat.amax(1)
+    elif reduction == "rms":
+        out = torch.linalg.vector_norm(flat, dim=1) / flat.shape[1] ** 0.5
     else:
         raise ValueError(f"reduction={reduction!r} is not one of {REDUCTIONS}")
     return out.view(-1, *([1] * ((x if like is None else like).dim() - 1)))
@@ -236,8 +246,9 @@ class Transform:
       every buffer have a leading dimension over B tensors of the same shape (B = 1 in the
       reference engine), so per-tensor reductions (norms, trust ratios) are
       :func:`per_tensor` and matrix work (``u @ u.mT``) is batched. Buffers may have
-      any shape but 0-d (:meth:`init` gets the unstacked parameter), e.g. Adafactor's row and
-      column statistics.
+      any shape (:meth:`init` gets the unstacked parameter), e.g. Adafactor's row and
+      column statistics; a 0-d buffer is scalar state, but for a 0-d parameter, whose buffers
+      shaped like it are 0-d and are stacked as any other (B,).
 
     0-d state (``step``, NAdam's ``mu_product``) is scalar state in every scope: parameters
     whose scalar state is equal are stepped together, so it may change only in
@@ -1177,3 +1188,146 @@ class MixSlowAverage(Transform):
         slow = s["exp_avg_slow"]
         slow.lerp_(g, c["weight"])
         return u + slow * c["alpha"]
+
+
+#: where ε₁ enters :class:`FactoredAdapt`'s estimate (V the second-moment estimate, R and C its
+#: row and column statistics, :math:`\bar R` the mean of R over the rows):
+FACTORED_EPS = {
+    "clamp": "V = R·C / max(R̄, ε₁); out = u / max(√V, ε₁)",  # torch's Adafactor
+    "add": "R, C (or V) of g² + ε₁; V = R·C / R̄; out = u / √V",  # the paper's, Keras' Adafactor
+}
+
+
+class FactoredAdapt(Transform):
+    r"""Adafactor's adaptation: divide by a second-moment estimate that, for a tensor of two or
+    more dimensions, keeps only a row and a column statistic over its last two dimensions.
+
+    With :math:`\hat\beta_t = 1 - t^{\tau}` (τ = ``beta2_decay`` ≤ 0, so the average's memory
+    grows with t), for a tensor of shape (…, n, m):
+
+    .. math::
+        R_t = \hat\beta_t R_{t-1} + (1-\hat\beta_t)\,\operatorname{mean}_{j}(G_t^2),\qquad
+        C_t = \hat\beta_t C_{t-1} + (1-\hat\beta_t)\,\operatorname{mean}_{i}(G_t^2),\qquad
+        \hat V_t = \frac{R_t C_t}{\operatorname{mean}_i(R_t)}
+
+    (R of shape (…, n, 1), C of shape (…, 1, m): n + m numbers per matrix instead of n·m), and
+    for a tensor of at most one dimension the full :math:`\hat V_t = \hat\beta_t \hat V_{t-1} +
+    (1-\hat\beta_t) G_t^2`. The output is :math:`u / \sqrt{\hat V_t}`, with ε₁ (``eps[0]``;
+    None: the machine epsilon of the computing dtype) placed as ``eps`` says
+    (:data:`FACTORED_EPS`): ``"clamp"``, torch's, clamps the denominator
+    :math:`\operatorname{mean}_i(R_t)` at ε₁ and :math:`\sqrt{\hat V_t}` at ε₁ (the statistics
+    themselves stay those of G²); ``"add"``, the paper's and Keras', averages
+    :math:`G^2 + \epsilon_1` and clamps nothing. The statistics read the gradient ``g``; the
+    output scales the incoming direction, so the transform is linear in it.
+
+    Needs whole tensors (``scope = "tensor"``): the engines give it stacks (B, …, n, m) of one
+    shape; the row and column means are over the last two dimensions of each tensor of the
+    stack. Group keys: ``beta2_decay`` (τ), ``eps`` (ε₁, ε₂; this reads ε₁). State (torch's
+    Adafactor's names and shapes): ``row_var`` (…, n, 1) and ``col_var`` (…, 1, m) for ≥2-D
+    tensors, ``variance`` shaped like the tensor otherwise. Reference: Shazeer & Stern,
+    "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost", ICML 2018, Algorithms 4
+    and 5 (the sums written as means, as torch and Keras).
+    """
+
+    scope = "tensor"
+    linear = True
+    state = ("row_var", "col_var", "variance")
+
+    def __init__(self, decay: str = "beta2_decay", eps: str = "clamp"):
+        if eps not in FACTORED_EPS:
+            raise ValueError(f"eps={eps!r} is not one of {tuple(FACTORED_EPS)}")
+        self.decay, self.eps = decay, eps
+        self.hyperparameters = {decay: "(-inf, 0]", "eps.0": NONNEGATIVE}
+
+    def validate(self, group):
+        eps = group.get("eps")
+        if eps is not None and (not isinstance(eps, tuple | list) or len(eps) != 2):
+            raise ValueError(f"eps={eps!r} is not allowed: give a pair (eps1, eps2), eps1 >= 0 "
+                             f"or None (the dtype's machine epsilon), eps2 >= 0")
+        super().validate(group)
+
+    def init(self, p, hp):
+        if p.dim() >= 2:
+            return {"row_var": p.new_zeros((*p.shape[:-1], 1)),
+                    "col_var": p.new_zeros((*p.shape[:-2], 1, p.shape[-1]))}
+        return {"variance": torch.zeros_like(p)}
+
+    def prepare(self, s, hp, step):
+        eps = hp.get("eps.0")
+        if eps is None:  # torch: the machine epsilon of the dtype the statistics are kept in
+            buffer = next(s[key] for key in self.state if key in s)
+            eps = torch.finfo(buffer.dtype).eps
+        return {"weight": step ** hp[self.decay], "eps": eps, "eps_square": eps * eps}
+
+    def update(self, u, g, s, p, hp, c):
+        weight, add = c["weight"], self.eps == "add"
+        if u.dim() > 2:  # a stack of ≥2-D tensors: factored over the last two dimensions
+            rows, columns = s["row_var"], s["col_var"]
+            if add:  # Keras: the means of g² + ε₁
+                square = (g * g).add_(c["eps"])
+                rows.lerp_(square.mean(dim=-1, keepdim=True), weight)
+                columns.lerp_(square.mean(dim=-2, keepdim=True), weight)
+                return u / (rows / rows.mean(dim=-2, keepdim=True) * columns).sqrt_()
+            # torch: ‖g‖²/m along each row (no n·m intermediate of g²), and along each column
+            rows.lerp_(torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_()
+                       .div_(g.shape[-1]), weight)
+            columns.lerp_(torch.linalg.vector_norm(g, dim=-2, keepdim=True).square_()
+                          .div_(g.shape[-2]), weight)
+            estimate = (rows * columns).div_(rows.mean(dim=-2, keepdim=True)
+                                             .clamp_(min=c["eps"]))
+        else:
+            variance = s["variance"]
+            if add:
+                variance.lerp_((g * g).add_(c["eps"]), weight)
+                return u / variance.sqrt()
+            variance.lerp_(g * g, weight)
+            estimate = variance.clone()
+        # ε₁ squared under the root: the denominator is at least ε₁
+        return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
+
+
+class ClipByRms(Transform):
+    r"""Adafactor's update clipping: scale each tensor's direction down to an RMS of at most d.
+
+    .. math:: \text{out} = \frac{u}{\max\bigl(1,\ \operatorname{RMS}(u)/d\bigr)},\qquad
+              \operatorname{RMS}(u) = \lVert u\rVert_2/\sqrt{n}
+
+    per tensor (:func:`per_tensor`, ``"rms"``), a bound on the step that does not depend on
+    the gradient's scale (unlike ``clipnorm``, which clips the gradient before the chain).
+    Group key: ``d`` (the threshold, ≥ 1 as torch checks; Keras' ``clip_threshold``).
+    Reference: Shazeer & Stern, ICML 2018, §6 (update clipping).
+    """
+
+    scope = "tensor"
+
+    def __init__(self, threshold: str = "d"):
+        self.threshold = threshold
+        self.hyperparameters = {threshold: "[1, inf)"}
+
+    def update(self, u, g, s, p, hp, c):
+        return u, 1 / (per_tensor(u, "rms") / hp[self.threshold]).clamp_(min=1.0)
+
+
+class RelativeStepSize(Transform):
+    r"""Adafactor's step size, relative to the scale of the parameter:
+
+    .. math:: \text{out} = \alpha_t\, u,\qquad
+              \alpha_t = \max\bigl(\epsilon_2,\ \operatorname{RMS}(p)\bigr)\,\rho_t,\qquad
+              \rho_t = \min\bigl(\eta,\ 1/\sqrt t\bigr)
+
+    per tensor, RMS(p) = ‖p‖₂/√n of the parameter as the chain gets it (with decoupled weight
+    decay left to the base, after the decay, as Keras; before it with
+    :class:`FixedWeightDecay` last in the chain, as torch). The paper's relative step size
+    has 0.01 for η; torch and Keras use the learning rate η. Group keys: ``lr`` (η), ``eps``
+    (this reads ε₂, ``eps[1]``). Reference: Shazeer & Stern, ICML 2018, §7 and Algorithm 4.
+    """
+
+    scope = "tensor"
+    linear = True
+    hyperparameters = {"lr": NONNEGATIVE, "eps.1": NONNEGATIVE}
+
+    def prepare(self, s, hp, step):
+        return {"rho": min(hp["lr"], 1 / step**0.5)}
+
+    def update(self, u, g, s, p, hp, c):
+        return u, per_tensor(p, "rms").clamp_(min=hp["eps.1"]) * c["rho"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .adafactor import Adafactor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
@@ -504,6 +505,7 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "yogi": Yogi,
     "adopt": ADOPT,
     "ademamix": AdEMAMix,
+    "adafactor": Adafactor,
 }
 
 
