@@ -15,6 +15,7 @@ import torch
 
 from .optimizer import Optimizer
 from .transforms import (
+    KERAS_MINMAX,
     Chain,
     ClipByRms,
     FactoredAdapt,
@@ -71,11 +72,15 @@ class Adafactor(Optimizer):
     column and full statistics and nothing is clamped (the paper's placement; ``eps="add"`` of
     :class:`~optimlab.optim.transforms.FactoredAdapt`), and the decoupled weight decay is
     Keras' base optimizer's, applied before the update, so α takes the RMS of the decayed
-    parameter. Defaults: ``lr=1e-3, beta2_decay=-0.8, eps=(1e-30, 1e-3), d=1.0``. Keras'
-    ``relative_step`` is not an argument: in Keras 3 it changes nothing (the step size is
-    min(η, 1/√t) either way). Keras counts t in the optimizer's iterations, optimlab per
-    parameter (equal while every parameter gets a gradient at every step), and keeps a full
-    ``v`` for every tensor; the state here is torch's.
+    parameter. The means (of the statistics and in the RMS), the step size ρ, max(ε₂, RMS(p)),
+    their product and the clipping denominator are computed in float32, as Keras'
+    ``ops.mean``/``ops.maximum``/``ops.minimum`` compute float64 operands on the torch backend
+    (``round_to``; nothing changes for float32 parameters). Defaults: ``lr=1e-3,
+    beta2_decay=-0.8, eps=(1e-30, 1e-3), d=1.0``. Keras' ``relative_step`` is not an
+    argument: in Keras 3 it changes nothing (the step size is min(η, 1/√t) either way).
+    Keras counts t in the optimizer's iterations, optimlab per parameter (equal while every
+    parameter gets a gradient at every step), and keeps a full ``v`` for every tensor; the
+    state here is torch's.
 
     Differences from torch: with parameters of several dtypes in one param group and
     ``eps[0]=None``, torch takes ε₁ of the first parameter's dtype for all of them, optimlab
@@ -108,7 +113,8 @@ class Adafactor(Optimizer):
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
         if flavor == "keras":  # ε₁ added to g²; the base decays before the update, as Keras
-            return chain(FactoredAdapt(eps="add"), ClipByRms(), RelativeStepSize())
+            return chain(FactoredAdapt(eps="add", round_to=KERAS_MINMAX),
+                         ClipByRms(round_to=KERAS_MINMAX), RelativeStepSize(round_to=KERAS_MINMAX))
         return chain(FactoredAdapt(eps="clamp"), ClipByRms(), RelativeStepSize(),
                      FixedWeightDecay())
 

@@ -75,6 +75,7 @@ __all__ = [
     "FactoredAdapt",
     "ClipByRms",
     "RelativeStepSize",
+    "KERAS_MINMAX",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -1217,7 +1218,8 @@ class FactoredAdapt(Transform):
     (:data:`FACTORED_EPS`): ``"clamp"``, torch's, clamps the denominator
     :math:`\operatorname{mean}_i(R_t)` at ε₁ and :math:`\sqrt{\hat V_t}` at ε₁ (the statistics
     themselves stay those of G²); ``"add"``, the paper's and Keras', averages
-    :math:`G^2 + \epsilon_1` and clamps nothing. The statistics read the gradient ``g``; the
+    :math:`G^2 + \epsilon_1` and clamps nothing (``round_to``: a dtype its means are computed
+    in, :data:`KERAS_MINMAX` for Keras'). The statistics read the gradient ``g``; the
     output scales the incoming direction, so the transform is linear in it.
 
     Needs whole tensors (``scope = "tensor"``): the engines give it stacks (B, …, n, m) of one
@@ -1233,11 +1235,14 @@ class FactoredAdapt(Transform):
     linear = True
     state = ("row_var", "col_var", "variance")
 
-    def __init__(self, decay: str = "beta2_decay", eps: str = "clamp"):
+    def __init__(self, decay: str = "beta2_decay", eps: str = "clamp",
+                 round_to: torch.dtype | None = None):
         if eps not in FACTORED_EPS:
             raise ValueError(f"eps={eps!r} is not one of {tuple(FACTORED_EPS)}")
         self.decay, self.eps = decay, eps
         self.hyperparameters = {decay: "(-inf, 0]", "eps.0": NONNEGATIVE}
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
 
     def validate(self, group):
         eps = group.get("eps")
@@ -1264,10 +1269,11 @@ class FactoredAdapt(Transform):
         if u.dim() > 2:  # a stack of ≥2-D tensors: factored over the last two dimensions
             rows, columns = s["row_var"], s["col_var"]
             if add:  # Keras: the means of g² + ε₁
+                dtype = getattr(self, "round_to", None)
                 square = (g * g).add_(c["eps"])
-                rows.lerp_(square.mean(dim=-1, keepdim=True), weight)
-                columns.lerp_(square.mean(dim=-2, keepdim=True), weight)
-                return u / (rows / rows.mean(dim=-2, keepdim=True) * columns).sqrt_()
+                rows.lerp_(_mean(square, -1, dtype), weight)
+                columns.lerp_(_mean(square, -2, dtype), weight)
+                return u / (rows / _mean(rows, -2, dtype) * columns).sqrt_()
             # torch: ‖g‖²/m along each row (no n·m intermediate of g²), and along each column
             rows.lerp_(torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_()
                        .div_(g.shape[-1]), weight)
@@ -1286,6 +1292,38 @@ class FactoredAdapt(Transform):
         return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
 
 
+def _rounded(x, dtype: torch.dtype | None):
+    """``x`` (a number or a tensor) rounded through ``dtype`` (None: as it is)."""
+    if dtype is None:
+        return x
+    if isinstance(x, Tensor):
+        return x.to(dtype).to(x.dtype)
+    return torch.tensor(x, dtype=dtype).item()
+
+
+#: the ``round_to`` of :class:`FactoredAdapt`, :class:`ClipByRms` and :class:`RelativeStepSize`
+#: that reproduces Keras 3 on the torch backend, whose ``ops.mean``, ``ops.maximum`` and
+#: ``ops.minimum`` compute float64 operands in float32 (keras.src.backend.common.dtypes'
+#: ``result_type`` of a torch dtype and float32 is float32); a no-op for float32 parameters.
+KERAS_MINMAX = torch.float32
+
+
+def _mean(x: Tensor, dim: int | tuple[int, ...], dtype: torch.dtype | None) -> Tensor:
+    """``x.mean(dim, keepdim=True)``, computed in ``dtype`` if given, as Keras' ``ops.mean``."""
+    if dtype is None:
+        return x.mean(dim=dim, keepdim=True)
+    return x.to(dtype).mean(dim=dim, keepdim=True).to(x.dtype)
+
+
+def _rms(x: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """RMS of each tensor of the stack: ‖x‖/√n (torch's Adafactor), or with ``dtype`` Keras'
+    √mean(x²), the mean computed in ``dtype``."""
+    if dtype is None:
+        return per_tensor(x, "rms")
+    flat = x.reshape(x.shape[0], -1).square()
+    return _mean(flat, 1, dtype).sqrt_().view(-1, *([1] * (x.dim() - 1)))
+
+
 class ClipByRms(Transform):
     r"""Adafactor's update clipping: scale each tensor's direction down to an RMS of at most d.
 
@@ -1294,18 +1332,23 @@ class ClipByRms(Transform):
 
     per tensor (:func:`per_tensor`, ``"rms"``), a bound on the step that does not depend on
     the gradient's scale (unlike ``clipnorm``, which clips the gradient before the chain).
+    ``round_to``: a dtype the maximum is rounded through (:data:`KERAS_MINMAX` for Keras').
     Group key: ``d`` (the threshold, ≥ 1 as torch checks; Keras' ``clip_threshold``).
     Reference: Shazeer & Stern, ICML 2018, §6 (update clipping).
     """
 
     scope = "tensor"
 
-    def __init__(self, threshold: str = "d"):
+    def __init__(self, threshold: str = "d", round_to: torch.dtype | None = None):
         self.threshold = threshold
         self.hyperparameters = {threshold: "[1, inf)"}
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
 
     def update(self, u, g, s, p, hp, c):
-        return u, 1 / (per_tensor(u, "rms") / hp[self.threshold]).clamp_(min=1.0)
+        dtype = getattr(self, "round_to", None)
+        denominator = (_rms(u, dtype) / hp[self.threshold]).clamp_(min=1.0)
+        return u, 1 / _rounded(denominator, dtype)
 
 
 class RelativeStepSize(Transform):
@@ -1318,16 +1361,24 @@ class RelativeStepSize(Transform):
     per tensor, RMS(p) = ‖p‖₂/√n of the parameter as the chain gets it (with decoupled weight
     decay left to the base, after the decay, as Keras; before it with
     :class:`FixedWeightDecay` last in the chain, as torch). The paper's relative step size
-    has 0.01 for η; torch and Keras use the learning rate η. Group keys: ``lr`` (η), ``eps``
-    (this reads ε₂, ``eps[1]``). Reference: Shazeer & Stern, ICML 2018, §7 and Algorithm 4.
+    has 0.01 for η; torch and Keras use the learning rate η. ``round_to``: a dtype ρ, the
+    maximum and their product are rounded through (:data:`KERAS_MINMAX` for Keras').
+    Group keys: ``lr`` (η), ``eps`` (this reads ε₂, ``eps[1]``). Reference: Shazeer & Stern,
+    ICML 2018, §7 and Algorithm 4.
     """
 
     scope = "tensor"
     linear = True
     hyperparameters = {"lr": NONNEGATIVE, "eps.1": NONNEGATIVE}
 
+    def __init__(self, round_to: torch.dtype | None = None):
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
+
     def prepare(self, s, hp, step):
-        return {"rho": min(hp["lr"], 1 / step**0.5)}
+        return {"rho": _rounded(min(hp["lr"], 1 / step**0.5), getattr(self, "round_to", None))}
 
     def update(self, u, g, s, p, hp, c):
-        return u, per_tensor(p, "rms").clamp_(min=hp["eps.1"]) * c["rho"]
+        dtype = getattr(self, "round_to", None)
+        scale = _rounded(_rms(p, dtype).clamp_(min=hp["eps.1"]), dtype)
+        return u, _rounded(scale * c["rho"], dtype)
