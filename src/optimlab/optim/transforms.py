@@ -1269,11 +1269,16 @@ class FactoredAdapt(Transform):
         if u.dim() > 2:  # a stack of ≥2-D tensors: factored over the last two dimensions
             rows, columns = s["row_var"], s["col_var"]
             if add:  # Keras: the means of g² + ε₁
+                # each mean before the call that takes it: a mean computed eagerly (round_to)
+                # is a graph break under torch.compile, and a bound method on the stack across
+                # one could not be traced
                 dtype = getattr(self, "round_to", None)
                 square = (g * g).add_(c["eps"])
-                rows.lerp_(_mean(square, -1, dtype), weight)
-                columns.lerp_(_mean(square, -2, dtype), weight)
-                return u / (rows / _mean(rows, -2, dtype) * columns).sqrt_()
+                row_mean, column_mean = _mean(square, -1, dtype), _mean(square, -2, dtype)
+                rows.lerp_(row_mean, weight)
+                columns.lerp_(column_mean, weight)
+                mean = _mean(rows, -2, dtype)
+                return u / (rows / mean * columns).sqrt_()
             # torch: ‖g‖²/m along each row (no n·m intermediate of g²), and along each column
             rows.lerp_(torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_()
                        .div_(g.shape[-1]), weight)
@@ -1292,12 +1297,24 @@ class FactoredAdapt(Transform):
         return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
 
 
+@torch.compiler.disable
+def _eagerly(function, *args):
+    """``function(*args)`` outside any ``torch.compile`` graph: a fused kernel computes a
+    float32 mean in another order than eager torch, so the float32 roundings that reproduce
+    Keras run eagerly in every engine (only where they change the dtype: float64 operands)."""
+    return function(*args)
+
+
+def _round_through(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x.to(dtype).to(x.dtype)
+
+
 def _rounded(x, dtype: torch.dtype | None):
     """``x`` (a number or a tensor) rounded through ``dtype`` (None: as it is)."""
     if dtype is None:
         return x
     if isinstance(x, Tensor):
-        return x.to(dtype).to(x.dtype)
+        return x if x.dtype == dtype else _eagerly(_round_through, x, dtype)
     return torch.tensor(x, dtype=dtype).item()
 
 
@@ -1310,8 +1327,12 @@ KERAS_MINMAX = torch.float32
 
 def _mean(x: Tensor, dim: int | tuple[int, ...], dtype: torch.dtype | None) -> Tensor:
     """``x.mean(dim, keepdim=True)``, computed in ``dtype`` if given, as Keras' ``ops.mean``."""
-    if dtype is None:
+    if dtype is None or x.dtype == dtype:
         return x.mean(dim=dim, keepdim=True)
+    return _eagerly(_mean_in, x, dim, dtype)
+
+
+def _mean_in(x: Tensor, dim: int | tuple[int, ...], dtype: torch.dtype) -> Tensor:
     return x.to(dtype).mean(dim=dim, keepdim=True).to(x.dtype)
 
 
@@ -1321,7 +1342,8 @@ def _rms(x: Tensor, dtype: torch.dtype | None) -> Tensor:
     if dtype is None:
         return per_tensor(x, "rms")
     flat = x.reshape(x.shape[0], -1).square()
-    return _mean(flat, 1, dtype).sqrt_().view(-1, *([1] * (x.dim() - 1)))
+    mean = _mean(flat, 1, dtype)
+    return mean.sqrt_().view(-1, *([1] * (x.dim() - 1)))
 
 
 class ClipByRms(Transform):
@@ -1347,8 +1369,9 @@ class ClipByRms(Transform):
 
     def update(self, u, g, s, p, hp, c):
         dtype = getattr(self, "round_to", None)
-        denominator = (_rms(u, dtype) / hp[self.threshold]).clamp_(min=1.0)
-        return u, 1 / _rounded(denominator, dtype)
+        rms = _rms(u, dtype)
+        denominator = _rounded((rms / hp[self.threshold]).clamp_(min=1.0), dtype)
+        return u, 1 / denominator
 
 
 class RelativeStepSize(Transform):
@@ -1380,5 +1403,7 @@ class RelativeStepSize(Transform):
 
     def update(self, u, g, s, p, hp, c):
         dtype = getattr(self, "round_to", None)
-        scale = _rounded(_rms(p, dtype).clamp_(min=hp["eps.1"]), dtype)
-        return u, _rounded(scale * c["rho"], dtype)
+        rms = _rms(p, dtype)
+        scale = _rounded(rms.clamp_(min=hp["eps.1"]), dtype)
+        step = _rounded(scale * c["rho"], dtype)
+        return u, step
