@@ -9,6 +9,7 @@ from .optim import (
     LBFGS,
     SOAP,
     AdaBelief,
+    Adafactor,
     AdEMAMix,
     Lamb,
     Lion,
@@ -25,4 +26,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "SOAP", "Lamb", "LARS", "Muon", "__version__"]
+           "SOAP", "Lamb", "LARS", "Muon", "Adafactor", "__version__"]

@@ -729,6 +729,36 @@ DATABASE += [
 ]
 
 
+ADAFACTOR_BAD = [({"beta2_decay": 0.8}, "beta2_decay"), ({"eps": (-1e-30, 1e-3)}, "eps[0]"),
+                 ({"eps": (None, -1e-3)}, "eps[1]"), ({"d": 0.5}, "d"), ({"eps": 1e-3}, "eps")]
+
+DATABASE += [
+    # the parameters (references.initial_parameters) are two matrices, (6, 4) and (1, 6), whose
+    # second moments are factored, and two vectors, (6,) and (1,), with a full one
+    # (tests/optim/test_adafactor.py adds 3-D and 0-d tensors under every engine)
+    _torch(oo.Adafactor, [
+        ("defaults", {}),
+        ("lr+beta2_decay+d", {"lr": 0.03, "beta2_decay": -0.5, "d": 1.5}),
+        ("beta2_decay=0", {"beta2_decay": 0.0}),  # V = G² every step
+        # ε₁ clamps the mean row statistic and √V; ε₂ the RMS of the parameters (≈ 0.5)
+        ("eps", {"eps": (0.05, 0.8)}),
+        ("d=1+lr", {"d": 1.0, "lr": 0.1}),  # clipping bites at every step
+        ("weight_decay", {"lr": 0.02, "weight_decay": 0.5}),
+        ("weight_decay+maximize", {"weight_decay": 0.1, "maximize": True}),
+        *shared({}),
+    ], ADAFACTOR_BAD, complex=False),
+    # Keras' Adafactor: ε₁ added to G², the base's weight decay before the update
+    _keras(oo.Adafactor, [
+        ("defaults", {}),
+        ("lr+beta2_decay+d", {"lr": 0.03, "beta2_decay": -0.5, "d": 1.5}),
+        ("eps", {"lr": 0.01, "eps": (0.01, 0.8)}),
+        ("weight_decay", {"lr": 0.02, "weight_decay": 0.5}),
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], ADAFACTOR_BAD, complex=False),
+]
+
+
 def cases(predicate: Callable[[OptimizerInfo], bool] = lambda info: True):
     """(info, hyperparameters) pairs as pytest params with readable ids; entries whose step
     needs a closure are left out (the generic tests step without one)."""

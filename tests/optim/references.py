@@ -256,14 +256,19 @@ class PackageRun(Run):
 _KERAS_NAMES = {"lr": "learning_rate", "eps": "epsilon", "alpha": "rho",
                 "lr_power": "learning_rate_power", "l1": "l1_regularization_strength",
                 "l2": "l2_regularization_strength",
-                "l2_shrinkage": "l2_shrinkage_regularization_strength"}
+                "l2_shrinkage": "l2_shrinkage_regularization_strength",
+                "beta2_decay": "beta_2_decay", "d": "clip_threshold"}
 
 
 def keras_kwargs(hp: dict[str, Any]) -> dict[str, Any]:
+    """Our names as Keras' keywords; a pair ``eps`` (Adafactor's ε₁, ε₂) is Keras'
+    ``epsilon_1, epsilon_2``."""
     out = {}
     for key, value in hp.items():
         if key == "betas":
             out["beta_1"], out["beta_2"] = value
+        elif key == "eps" and isinstance(value, tuple | list):
+            out["epsilon_1"], out["epsilon_2"] = value
         else:
             out[_KERAS_NAMES.get(key, key)] = value
     return out

@@ -26,7 +26,7 @@ from .database import default_dtype
 
 #: the optimizers torch.optim and optimlab share, by class name.
 SHARED = ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
-          "Rprop", "ASGD", "LBFGS", "Muon")
+          "Rprop", "ASGD", "LBFGS", "Muon", "Adafactor")
 INFOS = {info.optim_cls.__name__: info for info in optim_db
          if info.optim_cls.__name__ in SHARED}
 ENGINES = tuple(name for name in oo.ENGINES if name != "auto")

@@ -35,7 +35,8 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
 
     start = time.perf_counter()
     os.makedirs(os.path.join(out, "animations"), exist_ok=True)
-    optimizers = list(optimizers or names(closure=False, matrices=False))  # step() alone, vectors too
+    # the loops call step() alone, with every parameter (vectors too)
+    optimizers = list(optimizers or names(closure=False, matrices=False))
     storage = storage or f"sqlite:///{os.path.abspath(os.path.join(out, 'runs.db'))}"
     report = Report()
     report.summaries = sweep([*surfaces, *tasks], optimizers, list(lrs), seeds=seeds,

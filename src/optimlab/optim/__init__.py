@@ -5,6 +5,7 @@
 """
 
 from . import transforms
+from .adafactor import Adafactor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
@@ -41,5 +42,5 @@ __all__ = [
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
     "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
     "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix", "SOAP", "Lamb", "LARS", "Muon",
-    "muon_param_groups",
+    "muon_param_groups", "Adafactor",
 ]

@@ -156,16 +156,18 @@ def advance(opt: Optimizer, state: dict[str, Any], fresh: bool) -> float:
 
 
 class _StateView(dict):
-    """A parameter's state as the chain sees it (each tensor through ``to``); writes go back to
-    the state through ``back``."""
+    """A parameter's state as the chain sees it (each tensor through ``to``, but the entries
+    named in ``keep``); writes go back to the state through ``back``."""
 
-    def __init__(self, state: dict[str, Any], to: Callable, back: Callable):
-        super().__init__({k: to(v) if torch.is_tensor(v) else v for k, v in state.items()})
-        self._state, self._back = state, back
+    def __init__(self, state: dict[str, Any], to: Callable, back: Callable,
+                 keep: frozenset[str] = frozenset()):
+        super().__init__({k: to(v) if torch.is_tensor(v) and k not in keep else v
+                          for k, v in state.items()})
+        self._state, self._back, self._keep = state, back, keep
 
     def __setitem__(self, key: str, value: Tensor) -> None:
         super().__setitem__(key, value)
-        self._state[key] = self._back(value)
+        self._state[key] = value if key in self._keep else self._back(value)
 
 
 def _real(t: Tensor) -> Tensor:
@@ -178,6 +180,13 @@ def _stack_of_one(t: Tensor) -> Tensor:
 
 def _unstack(t: Tensor) -> Tensor:
     return t if t.dim() == 0 else t.squeeze(0)
+
+
+def scalar_keys(opt: Optimizer, hp: Hyper) -> frozenset[str]:
+    """The names of the chain's scalar (0-d) state, and ``step``: what is 0-d for a 1-element
+    1-D parameter. For a 0-d parameter, the other 0-d entries are buffers shaped like it."""
+    probe = opt.chain.init(torch.zeros(1, device="meta"), hp)
+    return frozenset(k for k, v in probe.items() if v.dim() == 0) | {"step"}
 
 
 class ReferenceEngine:
@@ -227,8 +236,12 @@ class ReferenceEngine:
                                  f"are not supported (split them with torch.view_as_real)")
             p, g, view = _real(p), _real(g), _StateView(state, _real, lambda t: t)
         if opt.chain.scope == "tensor":  # a stack of one tensor
-            p, g, view = p.unsqueeze(0), g.unsqueeze(0), _StateView(state, _stack_of_one,
-                                                                    _unstack)
+            if p.dim() == 0:  # its buffers are 0-d too: every entry but the scalar state
+                view = _StateView(state, lambda t: t.unsqueeze(0), lambda t: t.squeeze(0),
+                                  scalar_keys(opt, hp))
+            else:
+                view = _StateView(state, _stack_of_one, _unstack)
+            p, g = p.unsqueeze(0), g.unsqueeze(0)
         return p, g, view, step
 
     @staticmethod
@@ -465,8 +478,11 @@ class PackedEngine:
             shape = tuple(p.shape) if stacked else (2,)
             if shape not in layouts:
                 probe = opt.chain.init(torch.zeros(shape, device="meta"), hp)
-                layouts[shape] = (probe, sorted(k for k, v in probe.items() if v.dim() > 0),
-                                  sorted({k for k, v in probe.items() if v.dim() == 0}
+                # a 0-d parameter's buffers are 0-d: tell them from scalar state by the
+                # state of a 1-element 1-D parameter
+                kinds = probe if shape else opt.chain.init(torch.zeros(1, device="meta"), hp)
+                layouts[shape] = (probe, sorted(k for k, v in kinds.items() if v.dim() > 0),
+                                  sorted({k for k, v in kinds.items() if v.dim() == 0}
                                          | ({"step"} if opt.counts_steps else set())))
             return layouts[shape]
 
@@ -794,20 +810,22 @@ class CompiledEngine(PackedEngine):
         writes.clear()
 
     def _padding(self, signature: tuple, pack: Pack) -> list[tuple]:
-        """Dummy pieces, one per slot (distinct, so no slot aliases another), that fill the
-        unused slots of a call: 2 elements each, or for a stack (B, *shape) a stack of one
-        with every dimension 2, so that matrix work (``u @ u.mT``) sees the same rank."""
-        rank = pack.params[0].dim() if pack.stacked else 0
-        key = (signature, rank, tuple(v.dim() for v in pack.buffers.values()))
-        padding = self.padding.get(key)
+        """2-element dummy pieces, one per slot (distinct, so no slot aliases another), that
+        fill the unused slots of a call; for a stacked pack, stacks of one zero tensor of its
+        shape, and buffers of theirs (a tensor-scope transform may depend on the rank)."""
+        if pack.stacked:
+            signature = (*signature, tuple(pack.params[0].shape),
+                         tuple((k, tuple(v.shape[1:])) for k, v in pack.buffers.items()))
+        padding = self.padding.get(signature)
         if padding is None:
-            def dummy(like, dim=None):
-                shape = (1, *[2] * (dim - 1)) if pack.stacked else (2,)
-                return torch.zeros(shape, dtype=like.dtype, device=like.device)
-            padding = self.padding[key] = [
-                (dummy(pack, rank + 1), dummy(pack, rank + 1),
-                 {k: dummy(v, v.dim()) for k, v in pack.buffers.items()})
-                for _ in range(SLOTS)]
+            def zeros(size, like):
+                return torch.zeros(size, dtype=like.dtype, device=like.device)
+            first = pack.params[0]
+            size = (1, *first.shape) if pack.stacked else (2,)
+            padding = self.padding[signature] = [
+                (zeros(size, first), zeros(size, first),
+                 {k: zeros((1, *v.shape[1:]) if pack.stacked else (2,), v)
+                  for k, v in pack.buffers.items()}) for _ in range(SLOTS)]
         return padding
 
 

@@ -37,7 +37,11 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
   over a stack (``scope="tensor"``);
 * :class:`AdjustedLearningRate` — η scaled by the matrix's shape (Muon's ``adjust_lr_fn``);
 * :class:`Select` — one of several chains per param group, by a string entry of the group
-  (Muon for the hidden matrices and AdamW for the rest, in one optimizer).
+  (Muon for the hidden matrices and AdamW for the rest, in one optimizer);
+* :class:`FactoredAdapt` — Adafactor's second moment, factored into row and column statistics
+  over the last two dimensions of a ≥2-D tensor (``scope = "tensor"``);
+* :class:`ClipByRms` — Adafactor's update clipping: divide by max(1, RMS(u)/d) per tensor;
+* :class:`RelativeStepSize` — Adafactor's step size max(ε₂, RMS(p))·min(η, 1/√t) per tensor.
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -86,6 +90,10 @@ __all__ = [
     "AdjustedLearningRate",
     "Select",
     "newton_schulz",
+    "FactoredAdapt",
+    "ClipByRms",
+    "RelativeStepSize",
+    "KERAS_MINMAX",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -233,14 +241,15 @@ UNIT = "[0, 1]"
 UNIT_OPEN = "[0, 1)"
 
 
-REDUCTIONS = ("sum", "mean", "norm", "max")
+REDUCTIONS = ("sum", "mean", "norm", "max", "rms")
 
 
 def per_tensor(x: Tensor, reduction: str = "sum", like: Tensor | None = None) -> Tensor:
     """A reduction of each tensor of a stack (``scope = "tensor"``), shaped (B, 1, …, 1) with
     as many dimensions as ``like`` (default ``x``) so that it broadcasts against it:
     ``u / per_tensor(u, "norm")`` normalizes every tensor of the stack by its own norm.
-    ``reduction``: one of :data:`REDUCTIONS` (``"norm"`` is the L2 norm, ``"max"`` of values)."""
+    ``reduction``: one of :data:`REDUCTIONS` (``"norm"`` is the L2 norm, ``"max"`` of values,
+    ``"rms"`` the root mean square ‖x‖/√n, as torch's Adafactor computes it)."""
     flat = x.reshape(x.shape[0], -1)
     if reduction == "sum":
         out = flat.sum(1)
@@ -250,6 +259,8 @@ def per_tensor(x: Tensor, reduction: str = "sum", like: Tensor | None = None) ->
         out = torch.linalg.vector_norm(flat, dim=1)
     elif reduction == "max":
         out = flat.amax(1)
+    elif reduction == "rms":
+        out = torch.linalg.vector_norm(flat, dim=1) / flat.shape[1] ** 0.5
     else:
         raise ValueError(f"reduction={reduction!r} is not one of {REDUCTIONS}")
     return out.view(-1, *([1] * ((x if like is None else like).dim() - 1)))
@@ -271,8 +282,9 @@ class Transform:
       every buffer have a leading dimension over B tensors of the same shape (B = 1 in the
       reference engine), so per-tensor reductions (norms, trust ratios) are
       :func:`per_tensor` and matrix work (``u @ u.mT``) is batched. Buffers may have
-      any shape but 0-d (:meth:`init` gets the unstacked parameter), e.g. Adafactor's row and
-      column statistics.
+      any shape (:meth:`init` gets the unstacked parameter), e.g. Adafactor's row and
+      column statistics; a 0-d buffer is scalar state, but for a 0-d parameter, whose buffers
+      shaped like it are 0-d and are stacked as any other (B,).
 
     0-d state (``step``, NAdam's ``mu_product``) is scalar state in every scope: parameters
     whose scalar state is equal are stepped together, so it may change only in
@@ -1650,3 +1662,221 @@ class Select(Transform):
             coefficients[int(i)][name] = value
         u, scale = branch.update(u, g, s, p, hp, coefficients)
         return u if scale is None else (u, scale)
+
+
+#: where ε₁ enters :class:`FactoredAdapt`'s estimate (V the second-moment estimate, R and C its
+#: row and column statistics, :math:`\bar R` the mean of R over the rows):
+FACTORED_EPS = {
+    "clamp": "V = R·C / max(R̄, ε₁); out = u / max(√V, ε₁)",  # torch's Adafactor
+    "add": "R, C (or V) of g² + ε₁; V = R·C / R̄; out = u / √V",  # the paper's, Keras' Adafactor
+}
+
+
+class FactoredAdapt(Transform):
+    r"""Adafactor's adaptation: divide by a second-moment estimate that, for a tensor of two or
+    more dimensions, keeps only a row and a column statistic over its last two dimensions.
+
+    With :math:`\hat\beta_t = 1 - t^{\tau}` (τ = ``beta2_decay`` ≤ 0, so the average's memory
+    grows with t), for a tensor of shape (…, n, m):
+
+    .. math::
+        R_t = \hat\beta_t R_{t-1} + (1-\hat\beta_t)\,\operatorname{mean}_{j}(G_t^2),\qquad
+        C_t = \hat\beta_t C_{t-1} + (1-\hat\beta_t)\,\operatorname{mean}_{i}(G_t^2),\qquad
+        \hat V_t = \frac{R_t C_t}{\operatorname{mean}_i(R_t)}
+
+    (R of shape (…, n, 1), C of shape (…, 1, m): n + m numbers per matrix instead of n·m), and
+    for a tensor of at most one dimension the full :math:`\hat V_t = \hat\beta_t \hat V_{t-1} +
+    (1-\hat\beta_t) G_t^2`. The output is :math:`u / \sqrt{\hat V_t}`, with ε₁ (``eps[0]``;
+    None: the machine epsilon of the computing dtype) placed as ``eps`` says
+    (:data:`FACTORED_EPS`): ``"clamp"``, torch's, clamps the denominator
+    :math:`\operatorname{mean}_i(R_t)` at ε₁ and :math:`\sqrt{\hat V_t}` at ε₁ (the statistics
+    themselves stay those of G²); ``"add"``, the paper's and Keras', averages
+    :math:`G^2 + \epsilon_1` and clamps nothing (``round_to``: a dtype its means are computed
+    in, :data:`KERAS_MINMAX` for Keras'). The statistics read the gradient ``g``; the
+    output scales the incoming direction, so the transform is linear in it.
+
+    Needs whole tensors (``scope = "tensor"``): the engines give it stacks (B, …, n, m) of one
+    shape; the row and column means are over the last two dimensions of each tensor of the
+    stack. Group keys: ``beta2_decay`` (τ), ``eps`` (ε₁, ε₂; this reads ε₁). State (torch's
+    Adafactor's names and shapes): ``row_var`` (…, n, 1) and ``col_var`` (…, 1, m) for ≥2-D
+    tensors, ``variance`` shaped like the tensor otherwise. Reference: Shazeer & Stern,
+    "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost", ICML 2018, Algorithms 4
+    and 5 (the sums written as means, as torch and Keras).
+    """
+
+    scope = "tensor"
+    linear = True
+    state = ("row_var", "col_var", "variance")
+
+    def __init__(self, decay: str = "beta2_decay", eps: str = "clamp",
+                 round_to: torch.dtype | None = None):
+        if eps not in FACTORED_EPS:
+            raise ValueError(f"eps={eps!r} is not one of {tuple(FACTORED_EPS)}")
+        self.decay, self.eps = decay, eps
+        self.hyperparameters = {decay: "(-inf, 0]", "eps.0": NONNEGATIVE}
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
+
+    def validate(self, group):
+        eps = group.get("eps")
+        if eps is not None and (not isinstance(eps, tuple | list) or len(eps) != 2):
+            raise ValueError(f"eps={eps!r} is not allowed: give a pair (eps1, eps2), eps1 >= 0 "
+                             f"or None (the dtype's machine epsilon), eps2 >= 0")
+        super().validate(group)
+
+    def init(self, p, hp):
+        if p.dim() >= 2:
+            return {"row_var": p.new_zeros((*p.shape[:-1], 1)),
+                    "col_var": p.new_zeros((*p.shape[:-2], 1, p.shape[-1]))}
+        return {"variance": torch.zeros_like(p)}
+
+    def prepare(self, s, hp, step):
+        eps = hp.get("eps.0")
+        if eps is None:  # torch: the machine epsilon of the dtype the statistics are kept in
+            buffer = next(s[key] for key in self.state if key in s)
+            eps = torch.finfo(buffer.dtype).eps
+        return {"weight": step ** hp[self.decay], "eps": eps, "eps_square": eps * eps}
+
+    def update(self, u, g, s, p, hp, c):
+        weight, add = c["weight"], self.eps == "add"
+        if u.dim() > 2:  # a stack of ≥2-D tensors: factored over the last two dimensions
+            rows, columns = s["row_var"], s["col_var"]
+            if add:  # Keras: the means of g² + ε₁
+                # each mean before the call that takes it: a mean computed eagerly (round_to)
+                # is a graph break under torch.compile, and a bound method on the stack across
+                # one could not be traced
+                dtype = getattr(self, "round_to", None)
+                square = (g * g).add_(c["eps"])
+                row_mean, column_mean = _mean(square, -1, dtype), _mean(square, -2, dtype)
+                rows.lerp_(row_mean, weight)
+                columns.lerp_(column_mean, weight)
+                mean = _mean(rows, -2, dtype)
+                return u / (rows / mean * columns).sqrt_()
+            # torch: ‖g‖²/m along each row (no n·m intermediate of g²), and along each column
+            rows.lerp_(torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_()
+                       .div_(g.shape[-1]), weight)
+            columns.lerp_(torch.linalg.vector_norm(g, dim=-2, keepdim=True).square_()
+                          .div_(g.shape[-2]), weight)
+            estimate = (rows * columns).div_(rows.mean(dim=-2, keepdim=True)
+                                             .clamp_(min=c["eps"]))
+        else:
+            variance = s["variance"]
+            if add:
+                variance.lerp_((g * g).add_(c["eps"]), weight)
+                return u / variance.sqrt()
+            variance.lerp_(g * g, weight)
+            estimate = variance.clone()
+        # ε₁ squared under the root: the denominator is at least ε₁
+        return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
+
+
+@torch.compiler.disable
+def _eagerly(function, *args):
+    """``function(*args)`` outside any ``torch.compile`` graph: a fused kernel computes a
+    float32 mean in another order than eager torch, so the float32 roundings that reproduce
+    Keras run eagerly in every engine (only where they change the dtype: float64 operands)."""
+    return function(*args)
+
+
+def _round_through(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x.to(dtype).to(x.dtype)
+
+
+def _rounded(x, dtype: torch.dtype | None):
+    """``x`` (a number or a tensor) rounded through ``dtype`` (None: as it is)."""
+    if dtype is None:
+        return x
+    if isinstance(x, Tensor):
+        return x if x.dtype == dtype else _eagerly(_round_through, x, dtype)
+    return torch.tensor(x, dtype=dtype).item()
+
+
+#: the ``round_to`` of :class:`FactoredAdapt`, :class:`ClipByRms` and :class:`RelativeStepSize`
+#: that reproduces Keras 3 on the torch backend, whose ``ops.mean``, ``ops.maximum`` and
+#: ``ops.minimum`` compute float64 operands in float32 (keras.src.backend.common.dtypes'
+#: ``result_type`` of a torch dtype and float32 is float32); a no-op for float32 parameters.
+KERAS_MINMAX = torch.float32
+
+
+def _mean(x: Tensor, dim: int | tuple[int, ...], dtype: torch.dtype | None) -> Tensor:
+    """``x.mean(dim, keepdim=True)``, computed in ``dtype`` if given, as Keras' ``ops.mean``."""
+    if dtype is None or x.dtype == dtype:
+        return x.mean(dim=dim, keepdim=True)
+    return _eagerly(_mean_in, x, dim, dtype)
+
+
+def _mean_in(x: Tensor, dim: int | tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    return x.to(dtype).mean(dim=dim, keepdim=True).to(x.dtype)
+
+
+def _rms(x: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """RMS of each tensor of the stack: ‖x‖/√n (torch's Adafactor), or with ``dtype`` Keras'
+    √mean(x²), the mean computed in ``dtype``."""
+    if dtype is None:
+        return per_tensor(x, "rms")
+    flat = x.reshape(x.shape[0], -1).square()
+    mean = _mean(flat, 1, dtype)
+    return mean.sqrt_().view(-1, *([1] * (x.dim() - 1)))
+
+
+class ClipByRms(Transform):
+    r"""Adafactor's update clipping: scale each tensor's direction down to an RMS of at most d.
+
+    .. math:: \text{out} = \frac{u}{\max\bigl(1,\ \operatorname{RMS}(u)/d\bigr)},\qquad
+              \operatorname{RMS}(u) = \lVert u\rVert_2/\sqrt{n}
+
+    per tensor (:func:`per_tensor`, ``"rms"``), a bound on the step that does not depend on
+    the gradient's scale (unlike ``clipnorm``, which clips the gradient before the chain).
+    ``round_to``: a dtype the maximum is rounded through (:data:`KERAS_MINMAX` for Keras').
+    Group key: ``d`` (the threshold, ≥ 1 as torch checks; Keras' ``clip_threshold``).
+    Reference: Shazeer & Stern, ICML 2018, §6 (update clipping).
+    """
+
+    scope = "tensor"
+
+    def __init__(self, threshold: str = "d", round_to: torch.dtype | None = None):
+        self.threshold = threshold
+        self.hyperparameters = {threshold: "[1, inf)"}
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
+
+    def update(self, u, g, s, p, hp, c):
+        dtype = getattr(self, "round_to", None)
+        rms = _rms(u, dtype)
+        denominator = _rounded((rms / hp[self.threshold]).clamp_(min=1.0), dtype)
+        return u, 1 / denominator
+
+
+class RelativeStepSize(Transform):
+    r"""Adafactor's step size, relative to the scale of the parameter:
+
+    .. math:: \text{out} = \alpha_t\, u,\qquad
+              \alpha_t = \max\bigl(\epsilon_2,\ \operatorname{RMS}(p)\bigr)\,\rho_t,\qquad
+              \rho_t = \min\bigl(\eta,\ 1/\sqrt t\bigr)
+
+    per tensor, RMS(p) = ‖p‖₂/√n of the parameter as the chain gets it (with decoupled weight
+    decay left to the base, after the decay, as Keras; before it with
+    :class:`FixedWeightDecay` last in the chain, as torch). The paper's relative step size
+    has 0.01 for η; torch and Keras use the learning rate η. ``round_to``: a dtype ρ, the
+    maximum and their product are rounded through (:data:`KERAS_MINMAX` for Keras').
+    Group keys: ``lr`` (η), ``eps`` (this reads ε₂, ``eps[1]``). Reference: Shazeer & Stern,
+    ICML 2018, §7 and Algorithm 4.
+    """
+
+    scope = "tensor"
+    linear = True
+    hyperparameters = {"lr": NONNEGATIVE, "eps.1": NONNEGATIVE}
+
+    def __init__(self, round_to: torch.dtype | None = None):
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
+
+    def prepare(self, s, hp, step):
+        return {"rho": _rounded(min(hp["lr"], 1 / step**0.5), getattr(self, "round_to", None))}
+
+    def update(self, u, g, s, p, hp, c):
+        dtype = getattr(self, "round_to", None)
+        rms = _rms(p, dtype)
+        scale = _rounded(rms.clamp_(min=hp["eps.1"]), dtype)
+        step = _rounded(scale * c["rho"], dtype)
+        return u, step

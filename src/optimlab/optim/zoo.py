@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .adafactor import Adafactor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
@@ -511,6 +512,7 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "lamb": Lamb,
     "lars": LARS,
     "muon": Muon,
+    "adafactor": Adafactor,
 }
 
 
