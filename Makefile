@@ -19,7 +19,7 @@ run: $(VENV)/.run-installed
 	$(VENV)/bin/optimlab run
 
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check src tests benchmarks

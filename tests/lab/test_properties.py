@@ -9,6 +9,9 @@ import pytest
 from optimlab.cli import main
 from optimlab.lab.properties import measure
 
+#: under pytest-xdist, on one worker: one measurement (a module fixture) serves every test here
+pytestmark = pytest.mark.xdist_group("properties")
+
 
 @pytest.fixture(scope="module")
 def rows():

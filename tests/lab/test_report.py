@@ -12,6 +12,9 @@ from PIL import Image
 
 from optimlab.lab.suite import suite
 
+#: under pytest-xdist, on one worker: one suite run (a module fixture) serves every test here
+pytestmark = pytest.mark.xdist_group("report")
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -19,6 +19,9 @@ from optimlab.train import distributed
 
 from . import distributed_run as run
 
+#: under pytest-xdist, on one worker: one torchrun launch (a module fixture) serves every test here
+pytestmark = pytest.mark.xdist_group("torchrun")
+
 SCRIPT = Path(__file__).with_name("distributed_run.py")
 RUNS = [(s, n, e) for s, engines in run.ENGINES.items() for n in run.supported(s)
         for e in engines]  # LBFGS's step needs a closure: the Trainer steps without one
