@@ -31,15 +31,23 @@ CLIP_AT = {"global_clipnorm": 0.1, "clipnorm": 0.1, "clipvalue": 0.01}
 RESUMED = ("adam", "ftrl")  # checkpointed after one epoch, resumed by the test in one process
 ENGINES = {"ddp": ("reference", "eager", "compiled"), "zero": ("reference", "eager", "compiled"),
            "fsdp": ("auto",)}
-#: optimizers make_optimizer refuses under a strategy: Prodigy's estimate of d reduces over
-#: all of a group's (whole) tensors, which ZeRO partitions over the ranks and FSDP2 shards
-REFUSED = {"zero": ("prodigy",), "fsdp": ("prodigy",)}
 
 
 def supported(strategy: str) -> list[str]:
     """The optimizers trained under ``strategy`` (the Trainer's step() takes no closure)."""
     return [name for name in names(closure=False, matrices=False)
-            if name not in REFUSED.get(strategy, ())]
+            if not refused(name, strategy)]
+
+
+def refused(name: str, strategy: str) -> bool:
+    """Whether make_optimizer refuses ``name`` under ``strategy`` (ZeRO: a step that reduces
+    over a group's tensors, Prodigy; FSDP2: one that needs whole tensors, Prodigy, Adafactor,
+    LAMB, LARS, SOAP)."""
+    try:
+        distributed._check_chain(functools.partial(get, name), {}, strategy)
+    except ValueError:
+        return True
+    return False
 
 
 def problem():

@@ -123,9 +123,16 @@ def test_strategies_and_backends_are_checked():
         distributed.init_from_env("mpi")
     with pytest.raises(ValueError, match="global_clipnorm=1.0 with strategy='zero'.*partition"):
         distributed.make_optimizer(get, [], "zero", global_clipnorm=1.0)
-    for strategy, refused in run.REFUSED.items():
-        for name in refused:
+    # ZeRO partitions a group's tensors over the ranks: Prodigy's estimate of d reduces over
+    # all of them; FSDP2 shards every tensor: the optimizers with per-tensor norms, factored
+    # moments or eigenbases (and Prodigy's reduction) need whole ones
+    expected = {"zero": {"prodigy"},
+                "fsdp": {"prodigy", "adafactor", "lamb", "lars", "soap"}}
+    for strategy, names in expected.items():
+        for name in names:
             with pytest.raises(ValueError, match=f"with strategy='{strategy}'.*'ddp'"):
                 distributed.make_optimizer(functools.partial(get, name), [], strategy)
+        assert {n for n in run.names(closure=False, matrices=False)
+                if run.refused(n, strategy)} == names
     with pytest.raises(RuntimeError, match="needs a process group"):
         distributed.parallelize(torch.nn.Linear(2, 2), "ddp")
