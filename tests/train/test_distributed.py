@@ -58,10 +58,22 @@ def one_process():
     return result
 
 
+def _tolerance(name: str) -> float:
+    """1e-10, or for an optimizer that amplifies rounding (run.SENSITIVE) 100× the change that
+    one rounding of every gradient makes to its one-process result, measured here."""
+    if name not in run.SENSITIVE:
+        return 1e-10
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone, perturbed = (run.train(name, "reference", None, perturb=p)[0] for p in (0, 1))
+    return max(1e-10, 100 * _relative_error(perturbed, alone))
+
+
 @pytest.mark.parametrize("strategy,name,engine", RUNS)
 def test_two_processes_equal_one_process(two_processes, one_process, strategy, name, engine):
     results, _ = two_processes
-    assert _relative_error(results[(strategy, name, engine)], one_process(name)) <= 1e-10
+    error = _relative_error(results[(strategy, name, engine)], one_process(name))
+    assert error <= _tolerance(name)
 
 
 @pytest.mark.parametrize("strategy,clip", [(s, c) for s, clips in run.CLIPPING.items()
