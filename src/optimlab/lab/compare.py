@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..optim import get
+from .construct import not_applicable
 from .problems import Surface, get_surface
 from .stepping import mode
 from .stepping import step as optimizer_step
@@ -39,6 +40,8 @@ class Result:
     steps_to_target: int | None
     seconds: float
     diverged: bool
+    #: why the optimizer does not apply to a vector of 2 numbers (None: it does; not run)
+    not_applicable: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,8 +49,14 @@ class Result:
 
 def run_surface(surface: Surface, optimizer: str, lr: float, steps: int, *,
                 flavor: str = "torch", target: float = 1e-4) -> Result:
-    """Minimize ``surface`` from its start for ``steps`` steps; float64 throughout."""
+    """Minimize ``surface`` from its start for ``steps`` steps; float64 throughout. An
+    optimizer that does not apply to θ (see :func:`~optimlab.lab.construct.not_applicable`)
+    is not run: its result has the reason and infinite losses."""
     theta = torch.nn.Parameter(torch.tensor(surface.start, dtype=torch.float64))
+    reason = not_applicable(optimizer, [theta], flavor=flavor)
+    if reason is not None:
+        return Result(surface.name, optimizer, lr, math.inf, math.inf, math.inf, None, 0.0,
+                      False, reason)
     opt = get(optimizer, [theta], lr=lr, flavor=flavor)
     best, reached, loss = math.inf, None, math.inf
     mode(opt, training=True)
