@@ -23,6 +23,7 @@ import os
 from collections.abc import Sequence
 
 from . import stats
+from .problems import SURFACES
 from .protocol import TUNING_SEED, Summary
 from .tasks import get_task
 
@@ -247,7 +248,9 @@ def _animation_caption(name: str) -> str:
                 "contours of f. Deterministic: one run each, no band; optimizers that do not "
                 "apply to a vector of 2 numbers are named under the plot.")
     if extension == ".gif":
-        return (f"Trajectories on the {html.escape(stem)} surface: the path of θ = (θ₁, θ₂) "
+        where = (f"the {stem} surface" if stem in SURFACES else
+                 "a 2-D surface (named in the plot's title)")
+        return (f"Trajectories on {html.escape(where)}: the path of θ = (θ₁, θ₂) "
                 f"(dimensionless) over log-spaced contours of the loss, each optimizer at its "
                 f"best learning rate of a log grid (legend). Deterministic: one run each, no "
                 f"band; optimizers that do not apply to a vector of 2 numbers are named under "
