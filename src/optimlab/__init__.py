@@ -5,10 +5,15 @@ from . import optim
 from .optim import (
     ADOPT,
     ASGD,
+    LARS,
     LBFGS,
+    SOAP,
     AdaBelief,
+    Adafactor,
     AdEMAMix,
+    Lamb,
     Lion,
+    Muon,
     Optimizer,
     Prodigy,
     RAdam,
@@ -21,4 +26,4 @@ from .optim import (
 __version__ = "0.1.0"
 __all__ = ["optim", "Optimizer", "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "Prodigy", "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
-           "__version__"]
+           "SOAP", "Lamb", "LARS", "Muon", "Adafactor", "__version__"]

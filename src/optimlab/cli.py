@@ -13,11 +13,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import optim
-from .lab import SURFACES, compare
-from .lab.compare import DEFAULT_LRS, Result
+from .lab import SURFACES, TASKS
+from .lab.protocol import DEFAULT_LRS, Summary
 from .train import distributed
 
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
+
+
+def _lab_optimizers() -> list[str]:
+    """The optimizers the lab runs: those whose step() takes no closure. One that does not
+    apply to a problem (Muon on a 2-D surface's vector, or on a model without a hidden weight
+    matrix) is listed there as not applicable (:mod:`optimlab.lab.construct`); on a model,
+    Muon runs in its combined form (AdamW for embeddings, head, norms and biases)."""
+    return optim.names(closure=False)
+
+
+def _not_applicable(rows: list[Summary]) -> str | None:
+    """A table's caption line naming the rows that were not run, and why."""
+    skipped = [f"{s.optimizer}: {s.not_applicable}" for s in rows if s.not_applicable]
+    return "not applicable — " + "; ".join(skipped) if skipped else None
 
 
 def _names(text: str, allowed: Sequence[str], what: str, parser: argparse.ArgumentParser):
@@ -50,22 +64,26 @@ def _lr_grid(text: str) -> list[float]:
     return values
 
 
-def _table(problem: str, results: list[Result]) -> Table:
-    table = Table(title=f"{problem}: best of the learning-rate grid, ranked by final loss")
+def _table(problem: str, summaries: list[Summary]) -> Table:
+    table = Table(title=f"{problem}: best of the learning-rate grid, ranked by final loss",
+                  caption=_not_applicable(summaries))
     for column in ("rank", "optimizer", "lr", "final loss", "distance to min", "steps to target",
                    "seconds"):
         table.add_column(column, justify="left" if column == "optimizer" else "right")
-    ranked = sorted(results, key=lambda r: (r.final_loss, r.optimizer))
+    ranked = [s.runs[0] for s in sorted(summaries, key=lambda s: (s.mean, s.optimizer))]
     for rank, r in enumerate(ranked, 1):
+        if r.not_applicable:
+            table.add_row("—", r.optimizer, "—", "not applicable", "—", "—", "—")
+            continue
         table.add_row(str(rank), r.optimizer, f"{r.lr:.3g}",
-                      "diverged" if r.diverged else f"{r.final_loss:.3e}",
+                      "diverged" if r.diverged else f"{r.final:.3e}",
                       "—" if r.diverged else f"{r.distance:.3e}",
                       "—" if r.steps_to_target is None else str(r.steps_to_target),
                       f"{r.seconds:.2f}")
     return table
 
 
-def _task_table(task: str, summaries: list) -> Table:
+def _task_table(task: str, summaries: list[Summary]) -> Table:
     from .lab.stats import ALPHA
     from .lab.tasks import get_task
 
@@ -76,7 +94,9 @@ def _task_table(task: str, summaries: list) -> Table:
                   caption=f"final: mean ± std over the seeds; 95 % CI: percentile bootstrap "
                           f"of the mean; tied: not different from the best by Welch's t-test, "
                           f"Holm-corrected, α = {ALPHA:g}; steps, seconds: median to the target; "
-                          f"div. lrs: diverged learning rates of the grid",
+                          f"div. lrs: diverged learning rates of the grid"
+                          + (f"\n{_not_applicable(summaries)}" if _not_applicable(summaries)
+                             else ""),
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in ("#", "optimizer", "lr", "final", "95 % CI", "tied", "best", "steps",
                    "seconds", "div. lrs"):
@@ -84,6 +104,9 @@ def _task_table(task: str, summaries: list) -> Table:
                          no_wrap=column in ("optimizer", "95 % CI"))
     ranked = sorted(summaries, key=lambda s: (s.mean, s.optimizer))
     for rank, s in enumerate(ranked, 1):
+        if s.not_applicable:
+            table.add_row("—", s.optimizer, "—", "not applicable", *["—"] * 6)
+            continue
         diverged = sum(1 for v in s.sensitivity.values() if v == float("inf"))
         low, high = s.ci95
         tied = {True: "best" if rank == 1 else "tied", False: "", None: "?"}[s.tied_with_best]
@@ -99,11 +122,6 @@ def _progress(console: Console, quiet: bool) -> Progress:
     """The commands' progress bar: what runs now, a bar, done/total, elapsed time."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, disable=quiet)
-
-
-def _report_option(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("--report", default=f"report/{command}",
-                        help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
 
 
 def _wrote(console: Console, what: str) -> None:
@@ -122,45 +140,35 @@ def _html(args: argparse.Namespace, console: Console, **sections) -> None:
 
 
 def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .lab.protocol import performance_profile, sweep
-    from .lab.tasks import TASKS
+    from .lab.protocol import performance_profile, planned, sweep
+    from .lab.report import exported
 
     problems = _names(args.problems, [*SURFACES, *TASKS], "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     surfaces = [p for p in problems if p in SURFACES]
     tasks = [p for p in problems if p in TASKS]
-    store = None
-    if tasks and args.storage != "none" and args.tuner == "grid":
-        from .lab.store import Store, study_name
+    # a sweep of surfaces alone takes seconds: stored only with a task; TPE runs in memory
+    storage = args.storage if tasks and args.tuner == "grid" else None
+    console = Console(quiet=args.quiet)
+    with _progress(console, args.quiet) as progress:
+        bar = progress.add_task("compare", total=planned(problems, optimizers, len(args.lrs),
+                                                         args.seeds))
 
-        name = study_name("compare", tasks, optimizers, args.lrs, args.seeds, args.flavor)
+        def on_run(r) -> None:
+            progress.update(bar, advance=1, description=f"{r.problem} · {r.optimizer}")
+
         try:
-            store = Store(args.storage, name)
+            summaries = sweep(problems, optimizers, args.lrs, seeds=args.seeds,
+                              steps=args.steps, target=args.target, flavor=args.flavor,
+                              on_run=on_run, storage=storage, workers=args.workers,
+                              tuner=args.tuner)
         except ConnectionError as error:
             parser.error(f"{error} (pass --storage sqlite:///file.db, a reachable "
                          f"postgresql:// URL, or none)")
-    console = Console(quiet=args.quiet)
-    total = (len(surfaces) + len(tasks)) * len(optimizers) * len(args.lrs) \
-        + len(tasks) * len(optimizers) * args.seeds
-    with _progress(console, args.quiet) as progress:
-        task = progress.add_task("compare", total=total)
-
-        def on_run(r: Result) -> None:
-            progress.update(task, advance=1, description=f"{r.problem} · {r.optimizer}")
-
-        results = compare(surfaces, optimizers, steps=args.steps, lrs=args.lrs,
-                          flavor=args.flavor, target=args.target, on_run=on_run)
-
-        def on_task_run(r) -> None:
-            progress.update(task, advance=1, description=f"{r.task} · {r.optimizer}")
-
-        summaries = sweep(tasks, optimizers, args.lrs, seeds=args.seeds, flavor=args.flavor,
-                          on_run=on_task_run, store=store, workers=args.workers,
-                          tuner=args.tuner)
     for problem in surfaces:
-        console.print(_table(problem, [r for r in results if r.problem == problem]))
+        console.print(_table(problem, [s for s in summaries if s.problem == problem]))
     for name in tasks:
-        console.print(_task_table(name, [s for s in summaries if s.task == name]))
+        console.print(_task_table(name, [s for s in summaries if s.problem == name]))
     if len(tasks) > 1:
         taus = (1, 2, 4, 8)
         profile = Table(title="performance profile: share of tasks reached within τ × the "
@@ -168,55 +176,29 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         profile.add_column("optimizer")
         for tau in taus:
             profile.add_column(f"τ = {tau}", justify="right")
-        for name, shares in sorted(performance_profile(summaries, taus).items(),
-                                   key=lambda kv: [-x for x in kv[1]]):
+        ranked = performance_profile([s for s in summaries if s.problem in tasks], taus)
+        for name, shares in sorted(ranked.items(), key=lambda kv: [-x for x in kv[1]]):
             profile.add_row(name, *(f"{x:.0%}" for x in shares))
         console.print(profile)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"surfaces": [r.as_dict() for r in results],
-                       "tasks": [s.as_dict() for s in summaries]}, f, indent=2)
+            json.dump(exported(summaries), f, indent=2)
         _wrote(console, args.json)
-    _html(args, console, surfaces=results, summaries=summaries)
+    _html(args, console, summaries=summaries)
     return 0
 
 
 def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import csv
-    import os
+    from .lab.initreport import init_report
 
-    import torch
-
-    from . import init
-
-    activations = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid,
-                   "leaky_relu": torch.nn.LeakyReLU, "elu": torch.nn.ELU, "selu": torch.nn.SELU,
-                   "gelu": torch.nn.GELU, "silu": torch.nn.SiLU}
-    if args.activation not in activations:
-        parser.error(f"unknown activation {args.activation}: choose from "
-                     f"{', '.join(activations)}")
     try:
-        initializer = init.get(args.init)
+        diagnosis, png, table = init_report(args.out, depth=args.depth, width=args.width,
+                                            activation=args.activation, initializer=args.init,
+                                            batch=args.batch, seed=args.seed)
     except ValueError as error:
         parser.error(str(error))
-    layers: list[torch.nn.Module] = []
-    for _ in range(args.depth):
-        layers += [torch.nn.Linear(args.width, args.width), activations[args.activation]()]
-    model = init.apply(torch.nn.Sequential(*layers), weight=initializer, bias="zeros",
-                       seed=args.seed)
-    inputs = torch.randn(args.batch, args.width, generator=torch.Generator().manual_seed(
-        args.seed))
-    diagnosis = init.diagnose(model, inputs)
     console = Console()
     console.print(diagnosis.table())
-    os.makedirs(args.out, exist_ok=True)
-    title = f"{args.depth}×{args.width} MLP, {args.activation}, init {args.init}"
-    png = diagnosis.plot(os.path.join(args.out, "activations.png"), title=title)
-    table = os.path.join(args.out, "layers.csv")
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(diagnosis.rows()[0]))
-        writer.writeheader()
-        writer.writerows(diagnosis.rows())
     _wrote(console, f"{png} and {table}")
     return 0
 
@@ -224,7 +206,7 @@ def cmd_init_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 def cmd_properties(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .lab.properties import measure, table
 
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     rows = measure(optimizers)
     console = Console(quiet=args.quiet)
     console.print(table(rows))
@@ -242,7 +224,7 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .lab.animate import animate_saddle, animate_surface, learning_rate_figure
 
     problem = _names(args.problem, list(SURFACES), "problem", parser)
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     os.makedirs(args.out, exist_ok=True)
     console = Console(quiet=args.quiet)
     written = [animate_surface(p, optimizers, os.path.join(args.out, f"{p}.gif"),
@@ -258,29 +240,21 @@ def cmd_animate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 
 def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import os
+    from .lab import suite as quick
+    from .lab.protocol import planned
 
-    from .lab.report import suite
-
-    optimizers = _names(args.optimizers, optim.names(closure=False), "optimizer", parser)
-    surfaces, tasks = ("rosenbrock", "beale"), ("noisy_quadratic", "digits_mlp")
-    lrs = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
-    total = len(optimizers) * (len(lrs) * (len(surfaces) + len(tasks))
-                               + len(tasks) * args.seeds)
-    os.makedirs(args.out, exist_ok=True)
-    storage = None if args.storage == "none" else (
-        args.storage or f"sqlite:///{os.path.abspath(os.path.join(args.out, 'runs.db'))}")
+    optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     console = Console(quiet=args.quiet)
     with _progress(console, args.quiet) as progress:
-        bar = progress.add_task("suite", total=total)
+        bar = progress.add_task("suite", total=planned([*quick.SURFACES, *quick.TASKS],
+                                                       optimizers, len(quick.LRS), args.seeds))
 
         def on_run(r) -> None:
-            name = getattr(r, "problem", None) or getattr(r, "task", "")
-            progress.update(bar, advance=1, description=f"{name} · {r.optimizer}")
+            progress.update(bar, advance=1, description=f"{r.problem} · {r.optimizer}")
 
         try:
-            index = suite(args.out, optimizers=optimizers, surfaces=surfaces, tasks=tasks,
-                          lrs=lrs, seeds=args.seeds, storage=storage, on_run=on_run)
+            index = quick.suite(args.out, optimizers=optimizers, seeds=args.seeds,
+                                storage=args.storage, workers=args.workers, on_run=on_run)
         except ConnectionError as error:
             parser.error(str(error))
     _wrote(console, f"{index} (and runs.csv, runs.json)")
@@ -289,20 +263,11 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import os
-    import subprocess
 
-    from .lab.launch import torchrun_command, train_task
+    from .lab.launch import launch, train_task
 
     if args.nproc_per_node and "WORLD_SIZE" not in os.environ:  # launch, then be rank 0's echo
-        argv, rest = [], iter(args.argv or sys.argv[1:])
-        for arg in rest:  # every argument but --nproc-per-node goes to each process
-            if arg == "--nproc-per-node":
-                next(rest)
-            elif not arg.startswith("--nproc-per-node="):
-                argv.append(arg)
-        threads = str(max(1, (os.cpu_count() or 1) // args.nproc_per_node))
-        env = {"OMP_NUM_THREADS": threads, **os.environ}  # the cores, shared out
-        return subprocess.call(torchrun_command(args.nproc_per_node, argv), env=env)
+        return launch(args.nproc_per_node, args.argv or sys.argv[1:])
     try:
         summary = train_task(args.task, args.optimizer, args.lr, epochs=args.epochs,
                              batch_size=args.batch_size, strategy=args.strategy,
@@ -363,25 +328,27 @@ def cmd_classics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     chosen = [c for c in classics.CLAIMS if args.tasks == "all" or c.task in args.tasks.split(",")]
     if not chosen:
         parser.error(f"unknown task {args.tasks}: choose from "
-                     f"{', '.join(c.task for c in classics.CLAIMS)} (or 'all')")
+                     f"{', '.join(dict.fromkeys(c.task for c in classics.CLAIMS))} (or 'all')")
     console = Console(quiet=args.quiet)
     results = classics.run(chosen, seeds=args.seeds)
     table = Table(title="the classic comparisons, re-run here")
     for column in ("claim", "what we observe"):
         table.add_column(column)
+    ran: dict[str, dict[int, Summary]] = {}  # task → its summaries, each once
     for claim, verdict, summaries in results:
         table.add_row(claim.statement, verdict)
-        console.print(_task_table(claim.task, summaries))
+        ran.setdefault(claim.task, {}).update((id(s), s) for s in summaries)
+    for task, summaries in ran.items():
+        if summaries:  # a skipped claim ran nothing
+            console.print(_task_table(task, list(summaries.values())))
     console.print(table)
-    _html(args, console, summaries=[s for _, _, group in results for s in group],
+    _html(args, console, summaries=[s for group in ran.values() for s in group.values()],
           classics=[(claim.statement, verdict) for claim, verdict, _ in results])
     return 0
 
 
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("optimizers:", ", ".join(optim.names()))
-    from .lab.tasks import TASKS
-
     print("problems:  ", ", ".join([*SURFACES, *TASKS]))
     from . import init
 
@@ -389,68 +356,86 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _option(*flags: str, **kwargs) -> argparse.ArgumentParser:
+    """A parent parser (``parents=``) holding one option shared by several commands."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(*flags, **kwargs)
+    return parent
+
+
+QUIET = _option("--quiet", action="store_true", help="no progress bar and no table")
+JSON = _option("--json", help="also write the results to this JSON file")
+OPTIMIZERS = _option("--optimizers", default="all", help="comma-separated, or 'all' (default)")
+SEED = _option("--seed", type=int, default=0)
+WORKERS = _option("--workers", type=_positive_int, default=1,
+                  help="processes sharing the runs (default 1)")
+
+
+def _report(command: str) -> argparse.ArgumentParser:
+    return _option("--report", default=f"report/{command}",
+                   help="folder for the HTML page (index.html) and runs.csv/json; 'none'")
+
+
+def _seeds(default: int) -> argparse.ArgumentParser:
+    rough = "; fewer than 5 make rough statistics" if default < 5 else ""
+    return _option("--seeds", type=_positive_int, default=default,
+                   help=f"seeds of each tuned setting, besides the tuning seed (default "
+                        f"{default}{rough})")
+
+
+def _storage(default: str | None, shown: str) -> argparse.ArgumentParser:
+    return _option("--storage", default=default,
+                   help=f"database for the runs (SQLAlchemy URL, default {shown}; 'none': in "
+                        f"memory); the same command resumes an interrupted sweep")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optimlab", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("compare", help="compare optimizers on surfaces and trainable tasks")
+
+    def command(name, handler, help, *parents):
+        p = sub.add_parser(name, help=help, parents=list(parents))
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("compare", cmd_compare, "compare optimizers on surfaces and trainable tasks",
+                OPTIMIZERS, _seeds(5), _storage("sqlite:///optimlab.db", "sqlite:///optimlab.db"),
+                WORKERS, JSON, QUIET, _report("compare"))
     p.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS),
                    help=f"comma-separated, or 'all' (default: {','.join(DEFAULT_PROBLEMS)})")
-    p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
-    p.add_argument("--steps", type=_positive_int, default=1000, help="step budget per run")
+    p.add_argument("--steps", type=_positive_int, default=1000,
+                   help="step budget per run on the surfaces")
     p.add_argument("--lrs", type=_lr_grid, default=list(DEFAULT_LRS),
                    help="comma-separated learning-rate grid (default: 1e-4 … 3.16, ×√10)")
-    p.add_argument("--seeds", type=_positive_int, default=5,
-                   help="seeds for the tuned setting on trainable tasks, besides the tuning "
-                        "seed (default 5)")
-    p.add_argument("--storage", default="sqlite:///optimlab.db",
-                   help="database for the runs of trainable tasks (SQLAlchemy URL; 'none' keeps "
-                        "them in memory); the same command resumes an interrupted sweep")
     p.add_argument("--tuner", choices=("grid", "tpe"), default="grid",
                    help="learning rates from the --lrs grid, or as many proposed by Optuna's "
                         "TPE within its range (in memory)")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="processes sharing the runs (default 1)")
     p.add_argument("--flavor", choices=optim.FLAVORS, default="torch")
-    p.add_argument("--target", type=float, default=1e-4, help="loss that counts as reached")
-    p.add_argument("--json", help="also write every result to this JSON file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    _report_option(p, "compare")
-    p.set_defaults(handler=cmd_compare)
-    p = sub.add_parser("init-report", help="activation statistics of a deep MLP at init")
+    p.add_argument("--target", type=float, default=1e-4,
+                   help="loss that counts as reached on the surfaces")
+    p = command("init-report", cmd_init_report, "activation statistics of a deep MLP at init",
+                SEED)
     p.add_argument("--depth", type=_positive_int, default=10)
     p.add_argument("--width", type=_positive_int, default=500)
     p.add_argument("--activation", default="tanh")
     p.add_argument("--init", default="normal:0.01",
                    help="initializer id, e.g. he_normal, glorot_uniform, normal:0.01")
     p.add_argument("--batch", type=_positive_int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="report/init", help="folder for the PNG and CSV")
-    p.set_defaults(handler=cmd_init_report)
-    p = sub.add_parser("properties", help="measured property table of the optimizers")
-    p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
-    p.add_argument("--json", help="also write the measurements to this JSON file")
-    p.add_argument("--quiet", action="store_true")
-    _report_option(p, "properties")
-    p.set_defaults(handler=cmd_properties)
-    p = sub.add_parser("animate", help="GIFs of trajectories and saddle escape, a LR figure")
+    command("properties", cmd_properties, "measured property table of the optimizers",
+            OPTIMIZERS, JSON, QUIET, _report("properties"))
+    p = command("animate", cmd_animate, "GIFs of trajectories and saddle escape, a LR figure",
+                QUIET)
     p.add_argument("--problem", default="rosenbrock", help="surfaces, comma-separated or 'all'")
     p.add_argument("--optimizers", default="sgd,momentum,nesterov,adagrad,rmsprop,adam",
                    help="comma-separated, or 'all'")
     p.add_argument("--steps", type=_positive_int, default=300)
     p.add_argument("--out", default="report/animations", help="folder for the GIFs and PNG")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(handler=cmd_animate)
-    p = sub.add_parser("run", help="the default quick suite and its HTML report (make run)")
-    p.add_argument("--optimizers", default="all", help="comma-separated, or 'all' (default)")
-    p.add_argument("--seeds", type=_positive_int, default=2,
-                   help="seeds of each tuned setting on the tasks (default 2, to be quick: "
-                        "the report says that fewer than 5 make rough statistics)")
+    p = command("run", cmd_run, "the default quick suite and its HTML report (make run)",
+                OPTIMIZERS, _seeds(2), _storage(None, "OUT/runs.db"), WORKERS, QUIET)
     p.add_argument("--out", default="report", help="folder for index.html, runs.csv/json")
-    p.add_argument("--storage", default=None,
-                   help="database URL for the runs (default: OUT/runs.db; 'none': in memory)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(handler=cmd_run)
-    p = sub.add_parser("train", help="train on a task, data-parallel with --nproc-per-node")
+    p = command("train", cmd_train, "train on a task, data-parallel with --nproc-per-node",
+                SEED, QUIET)
     p.add_argument("--task", default="digits_mlp", help="a trainable task (see 'list')")
     p.add_argument("--optimizer", default="adam", help="an optimizer id (see 'list')")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -467,25 +452,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every N steps (default: at each epoch end)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint, at any number of processes")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the history and samples/s to this JSON file")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(handler=cmd_train)
-    p = sub.add_parser("ablate", help='"upgrade the network": one improvement at a time')
+    p = command("ablate", cmd_ablate, '"upgrade the network": one improvement at a time',
+                JSON, QUIET, _report("ablate"))
     p.add_argument("--seeds", type=_positive_int, default=3)
     p.add_argument("--epochs", type=_positive_int, default=12)
-    p.add_argument("--json", help="also write the errors to this JSON file")
-    p.add_argument("--quiet", action="store_true")
-    _report_option(p, "ablate")
-    p.set_defaults(handler=cmd_ablate)
-    p = sub.add_parser("classics", help="the three often-quoted optimizer results, re-run")
-    p.add_argument("--tasks", default="all", help="mnist_cnn, word2vec, char_lstm or 'all'")
-    p.add_argument("--seeds", type=_positive_int, default=2)
-    p.add_argument("--quiet", action="store_true")
-    _report_option(p, "classics")
-    p.set_defaults(handler=cmd_classics)
-    p = sub.add_parser("list", help="list optimizers, problems and initializers")
-    p.set_defaults(handler=cmd_list)
+    from .lab import classics
+
+    p = command("classics", cmd_classics, "often-quoted optimizer results (adaptive vs SGD, "
+                "Muon vs AdamW, Schedule-Free vs cosine, Lion's lr, no dominance), re-run",
+                _seeds(2), QUIET, _report("classics"))
+    p.add_argument("--tasks", default="all",
+                   help=f"comma-separated tasks of the claims "
+                        f"({', '.join(dict.fromkeys(c.task for c in classics.CLAIMS))}) or "
+                        f"'all'")
+    command("list", cmd_list, "list optimizers, problems and initializers")
     return parser
 
 

@@ -5,12 +5,12 @@ import pytest
 from optimlab.cli import main
 from optimlab.lab import classics
 from optimlab.lab.classics import CLAIMS, Claim, verdict
+from optimlab.lab.problems import Run
 from optimlab.lab.protocol import Summary, mark_ties
-from optimlab.lab.tasks import RunResult
 
 
 def _summaries(task, scores):
-    return [Summary(task, name, 0.1, {0.1: v}, [RunResult(task, name, 0.1, 0, final_test=v)])
+    return [Summary(task, name, 0.1, {0.1: v}, [Run(task, name, 0.1, 0, final=v)])
             for name, v in scores.items()]
 
 
@@ -45,8 +45,8 @@ def _claim(kind):
 
 
 def _seeded(task, name, lr, finals, seconds=None, grid=(1e-4, 1e-3, 1e-2)):
-    runs = [RunResult(task, name, lr, seed, final_test=v, steps_to_target=None if seconds is None
-                      else 100, seconds_to_target=seconds) for seed, v in enumerate(finals, 1)]
+    runs = [Run(task, name, lr, seed, final=v, steps_to_target=None if seconds is None
+                else 100, seconds_to_target=seconds) for seed, v in enumerate(finals, 1)]
     return Summary(task, name, lr, {g: 1.0 for g in grid}, runs)
 
 
@@ -61,8 +61,8 @@ def test_muon_claim_compares_seconds_to_target():
     assert verdict(muon, slow).startswith("disagrees")
     assert "muon never reached it" in verdict(muon, slow)
     refused = [Summary("char_transformer", "muon", 0.02, {0.02: float("inf")},
-                       [RunResult("char_transformer", "muon", 0.02, 1,
-                                  not_applicable="needs matrices")]), fast[1]]
+                       [Run("char_transformer", "muon", 0.02, 1,
+                            not_applicable="needs matrices")]), fast[1]]
     assert verdict(muon, refused).startswith("not tested: muon does not apply")
 
 

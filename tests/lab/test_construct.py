@@ -11,8 +11,8 @@ import torch
 from optimlab import optim
 from optimlab.lab import construct
 from optimlab.lab.animate import animate_surface
-from optimlab.lab.compare import compare
 from optimlab.lab.properties import measure, table
+from optimlab.lab.protocol import sweep
 from optimlab.lab.report import Report, write
 from optimlab.lab.tasks import run_task
 
@@ -44,16 +44,17 @@ def test_not_applicable_says_why_and_leaves_the_tensors_alone(matrix_only):
 
 
 def test_surfaces_properties_animations_and_report_skip_it(matrix_only, tmp_path):
-    results = compare(["beale"], ["sgd", matrix_only], steps=20, lrs=[1e-3])
-    skipped = next(r for r in results if r.optimizer == matrix_only)
-    assert "2-D parameters" in skipped.not_applicable and math.isinf(skipped.final_loss)
-    assert next(r for r in results if r.optimizer == "sgd").not_applicable is None
+    results = sweep(["beale"], ["sgd", matrix_only], [1e-3], steps=20)
+    skipped = next(s for s in results if s.optimizer == matrix_only)
+    assert "2-D parameters" in skipped.not_applicable and math.isinf(skipped.mean)
+    assert skipped.tied_with_best is None and skipped.runs[0].not_applicable
+    assert next(s for s in results if s.optimizer == "sgd").not_applicable is None
     rows = measure([matrix_only])
     assert rows[0].not_applicable and rows[0].adaptive is None
     assert table(rows).row_count == 1
     gif = animate_surface("beale", ["sgd", matrix_only], str(tmp_path / "beale.gif"), steps=20,
                           frames=5)
-    page = open(write(Report(surfaces=results, properties=rows, animations=[gif]),
+    page = open(write(Report(summaries=results, properties=rows, animations=[gif]),
                       str(tmp_path)), encoding="utf-8").read()
     assert page.count("not applicable: matrix_only needs 2-D parameters") == 2
     assert page.count("<figcaption>") == 1
@@ -69,3 +70,16 @@ def test_a_task_model_uses_the_combined_form_when_the_registry_has_one(matrix_on
                         raising=False)
     combined = run_task("moons", matrix_only, 0.1)
     assert combined.not_applicable is None and combined.curve and not combined.diverged
+
+
+def test_muon_is_not_applicable_to_a_vector_and_combined_on_a_model():
+    theta = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert "Muon only supports 2D parameters" in construct.not_applicable("muon", [theta])
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4),
+                                torch.nn.LayerNorm(4), torch.nn.Linear(4, 10))
+    assert construct.not_applicable("muon", model) is None
+    opt = construct.build("muon", model, lr=0.02)
+    algorithm = {id(p): g["algorithm"] for g in opt.param_groups for p in g["params"]}
+    assert algorithm.pop(id(model[1].weight)) == "muon"  # the one hidden matrix
+    assert set(algorithm.values()) == {"adamw"} and len(algorithm) == 6
+    assert all(g["lr"] == 0.02 for g in opt.param_groups)

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from optimlab.lab.figures import _spread, styles
+from optimlab.lab.problems import Run
 from optimlab.lab.protocol import Summary
 from optimlab.lab.report import Report, write
-from optimlab.lab.tasks import RunResult
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,11 +24,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 NAMES = [f"opt{i:02d}" for i in range(25)]
 
 
-def _run(task: str, name: str, seed: int, level: float, reach: int | None) -> RunResult:
+def _run(task: str, name: str, seed: int, level: float, reach: int | None) -> Run:
     curve = [{"step": 10 * k, "train_loss": level + 1 / k, "test": level + 1 / k + 0.01 * seed}
              for k in range(1, 11)]
-    return RunResult(task, name, 0.01, seed, curve, curve[-1]["test"], curve[-1]["test"],
-                     reach, None if reach is None else 0.1 * reach, 1.0)
+    return Run(task, name, 0.01, seed, curve, curve[-1]["test"], curve[-1]["test"],
+               reach, None if reach is None else 0.1 * reach, 1.0)
 
 
 def _summaries() -> list[Summary]:

@@ -9,8 +9,9 @@ from collections import Counter
 import pytest
 
 from optimlab import data
+from optimlab.lab.problems import Run
 from optimlab.lab.protocol import Summary, mark_ties, performance_profile, sweep
-from optimlab.lab.tasks import RunResult, get_task, run_task
+from optimlab.lab.tasks import get_task, run_task
 
 
 @pytest.mark.parametrize("name", ["noisy_quadratic", "moons", "digits_mlp"])
@@ -18,7 +19,7 @@ def test_every_light_task_trains_and_reaches_its_target_with_adam(name):
     result = run_task(name, "adam", 0.01, seed=0)
     assert not result.diverged and len(result.curve) >= 10
     assert result.curve[-1]["train_loss"] < result.curve[0]["train_loss"] * 1.5
-    assert result.best_test <= get_task(name).target
+    assert result.best <= get_task(name).target
     assert result.steps_to_target is not None and result.seconds_to_target > 0
 
 
@@ -27,7 +28,27 @@ def test_runs_are_reproducible_and_divergence_is_detected():
     assert a.curve == b.curve
     assert run_task("moons", "sgd", 0.1, seed=2).curve != a.curve
     exploding = run_task("noisy_quadratic", "sgd", 100.0)
-    assert exploding.diverged and math.isinf(exploding.final_test)
+    assert exploding.diverged and math.isinf(exploding.final)
+
+
+def test_sweep_keeps_the_best_learning_rate_per_optimizer_on_a_surface():
+    seen = []
+    results = sweep(["rosenbrock"], ["sgd", "adam"], steps=200, lrs=[1.0, 1e-3],
+                    on_run=seen.append)
+    assert len(seen) == 4 and len(results) == 2
+    sgd = next(r for r in results if r.optimizer == "sgd")
+    assert sgd.lr == 1e-3 and not sgd.runs[0].diverged  # lr = 1 diverges on Rosenbrock
+    for r in results:
+        runs = [s for s in seen if s.optimizer == r.optimizer]
+        assert r.runs[0].final == min(s.final for s in runs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 0}, "steps=0"), ({"steps": -5}, "steps=-5"), ({"lrs": [0.1, -1.0]}, "lrs"),
+])
+def test_bad_budget_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sweep(["beale"], ["adam"], **kwargs)
 
 
 def test_sweep_tunes_then_reruns_the_best_with_seeds():
@@ -39,7 +60,7 @@ def test_sweep_tunes_then_reruns_the_best_with_seeds():
         assert s.lr != 100.0
         assert [r.seed for r in s.runs] == [1, 2, 3] and {r.lr for r in s.runs} == {s.lr}
         tuned = next(r for r in seen if r.optimizer == s.optimizer and r.lr == s.lr)
-        assert tuned.seed == 0 and s.sensitivity[s.lr] == tuned.final_test  # tuned on seed 0
+        assert tuned.seed == 0 and s.sensitivity[s.lr] == tuned.final  # tuned on seed 0
         assert s.sensitivity[s.lr] == min(s.sensitivity.values())
         assert s.std >= 0 and s.best <= s.mean
         low, high = s.ci95
@@ -55,13 +76,13 @@ def test_sweep_tunes_then_reruns_the_best_with_seeds():
 
 
 def _summary(task, optimizer, steps):
-    runs = [RunResult(task, optimizer, 0.1, 0, steps_to_target=steps)]
+    runs = [Run(task, optimizer, 0.1, 0, steps_to_target=steps)]
     return Summary(task, optimizer, 0.1, {0.1: 0.0}, runs)
 
 
 def test_summary_statistics_and_ties_by_task():
     def summary(task, optimizer, finals, seconds):
-        runs = [RunResult(task, optimizer, 0.1, seed, final_test=f, seconds_to_target=t,
+        runs = [Run(task, optimizer, 0.1, seed, final=f, seconds_to_target=t,
                           steps_to_target=None if t is None else 10)
                 for seed, (f, t) in enumerate(zip(finals, seconds, strict=True), 1)]
         return Summary(task, optimizer, 0.1, {0.1: finals[0]}, runs)
@@ -95,7 +116,7 @@ def test_the_heavier_tasks_learn():
     for name, optimizer, lr in (("char_lstm", "adam", 0.01), ("word2vec", "adagrad", 0.1)):
         result = run_task(name, optimizer, lr)
         assert not result.diverged
-        assert result.final_test < result.curve[0]["test"]
+        assert result.final < result.curve[0]["test"]
         assert result.steps_to_target is not None  # the task's target is reached
 
 
@@ -109,7 +130,7 @@ def test_the_transformer_learns_well_below_the_unigram_entropy():
     assert task.metric == "bpc" and task.label == "validation bits per character"
     result = run_task(task, "adam", 1e-3)
     assert not result.diverged and len(result.curve) == 20
-    assert result.final_test < entropy - 1.0, (result.final_test, entropy)
+    assert result.final < entropy - 1.0, (result.final, entropy)
 
 
 def test_the_transformer_target_beats_a_trigram_model():

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from optimlab.lab.report import suite
+from optimlab.lab.suite import suite
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

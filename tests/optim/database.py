@@ -109,6 +109,12 @@ class OptimizerInfo:
             implementations may put it on either side of 0 (see :func:`lion_sign_argument`).
             Step-by-step comparisons leave out the coordinates within that bound, and only
             those.
+        tolerance: the bound of test_generic's step-by-step comparison with the reference, if
+            not its 1e-10: only for a Keras reference that rounds to float32 inside (COMMON
+            bound for Keras: 1e-6 of the step).
+        matrix_only: the optimizer takes 2-D parameters only (Muon): the generic tests give
+            it the reference problem's biases as 1-row matrices of the same values
+            (references.initial_parameters), which leave the loss and gradients unchanged.
     """
 
     cls: type
@@ -123,6 +129,8 @@ class OptimizerInfo:
     package_kwargs: dict[str, Any] = field(default_factory=dict)
     reference_hp: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sign_argument: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    matrix_only: bool = False
+    tolerance: float | None = None
 
     @property
     def id(self) -> str:
@@ -571,6 +579,183 @@ DATABASE += [
         ("plain", {"lr": 0.01}),
         ("weight_decay+t_alpha_beta3", {"lr": 0.01, "weight_decay": 0.1, "t_alpha_beta3": 30}),
     ], ADEMAMIX_BAD),
+]
+
+#: Muon's own bad inputs (torch's Muon checks lr, momentum, weight_decay and adjust_lr_fn at
+#: construction and ns_steps, ns_coefficients at the first step; optimlab checks all at once).
+MUON_BAD = [
+    ({"momentum": -0.1}, "momentum"),
+    ({"ns_steps": 100}, "ns_steps"),
+    ({"ns_steps": 2.5}, "ns_steps"),
+    ({"ns_coefficients": (3.4, -4.7)}, "ns_coefficients"),
+    ({"eps": -1e-7}, "eps"),
+    ({"adjust_lr_fn": "arbitrary"}, "adjust_lr_fn"),
+]
+
+
+def _muon_keras_hp(hp: dict[str, Any]) -> dict[str, Any]:
+    """A Muon set in Keras' names: ``ns_coefficients`` → ``muon_a/b/c``,
+    ``adjust_lr_fn="match_rms_adamw"`` (the keras flavor's default) → ``rms_rate=0.2`` (Keras'
+    default). ``eps`` has no Keras counterpart (its iteration adds a fixed 1e-7): no set sets it."""
+    out = {key: value for key, value in hp.items()
+           if key not in ("ns_coefficients", "adjust_lr_fn")}
+    if "ns_coefficients" in hp:
+        out["muon_a"], out["muon_b"], out["muon_c"] = hp["ns_coefficients"]
+    assert hp.get("adjust_lr_fn", "match_rms_adamw") == "match_rms_adamw"
+    return out
+
+
+DATABASE += [
+    _torch(oo.Muon, [
+        ("plain", {"lr": 0.02}),
+        ("defaults", {}),
+        ("no_nesterov", {"lr": 0.02, "nesterov": False}),
+        ("match_rms_adamw", {"lr": 0.01, "adjust_lr_fn": "match_rms_adamw"}),
+        ("original+momentum", {"lr": 0.02, "adjust_lr_fn": "original", "momentum": 0.8}),
+        ("no_momentum", {"lr": 0.02, "momentum": 0.0}),
+        ("weight_decay+no_nesterov", {"lr": 0.02, "weight_decay": 0.5, "nesterov": False}),
+        ("ns_steps+ns_coefficients",
+         {"lr": 0.02, "ns_steps": 3, "ns_coefficients": (3.4, -4.7, 2.0)}),
+        ("no_iteration+eps", {"lr": 0.02, "ns_steps": 0, "eps": 0.5}),  # ε bites: ‖G‖ < 0.5
+        *shared({"lr": 0.02}),
+    ], MUON_BAD, complex=False, matrix_only=True),
+    _keras(oo.Muon, [
+        ("plain", {"lr": 0.02}),
+        ("defaults", {}),
+        ("no_nesterov+weight_decay", {"lr": 0.02, "nesterov": False, "weight_decay": 0.5}),
+        ("momentum+ns_steps+ns_coefficients",
+         {"lr": 0.02, "momentum": 0.8, "ns_steps": 3, "ns_coefficients": (3.4, -4.7, 2.0)}),
+        *shared({"lr": 0.02}),
+    ], MUON_BAD, complex=False, matrix_only=True, reference_hp=_muon_keras_hp,
+       # Keras' Muon rounds somewhere to float32 (its √max(A, B) is one such rounding, which
+       # the keras flavor reproduces): measured up to 4.6e-7 of the step per update
+       tolerance=1e-6),
+]
+
+
+SOAP_BAD = [*BETA_BAD, ({"shampoo_beta": -0.1}, "shampoo_beta"),
+            ({"shampoo_beta": 1.5}, "shampoo_beta"),
+            ({"precondition_frequency": 0}, "precondition_frequency"),
+            ({"precondition_frequency": 2.5}, "precondition_frequency"),
+            ({"max_precondition_dim": 0}, "max_precondition_dim"),
+            ({"data_format": "nhwc"}, "data_format")]
+
+# SOAP against pytorch_optimizer's port of the authors' code. The test problem's (6, 4) and
+# (1, 6) weights are preconditioned on both sides; precondition_frequency=2 or 3 refreshes the
+# bases (power iteration + QR) 30-50 times in the 100 updates; max_precondition_dim=4 leaves
+# the 6-sides unpreconditioned, merge_dims with 5 merges (6, 4) into (1, 6, 4) (tests/optim/
+# test_soap.py has 3-D and 4-D tensors, stacks of equal shapes and longer runs).
+DATABASE += [
+    _pytorch_optimizer(oo.SOAP, "torch", "SOAP", [
+        ("plain", {"lr": 0.01, "precondition_frequency": 3}),
+        ("defaults", {}),
+        ("precondition_frequency_2", {"lr": 0.01, "precondition_frequency": 2}),
+        ("precondition_1d", {"lr": 0.01, "precondition_frequency": 3, "precondition_1d": True}),
+        ("max_precondition_dim", {"lr": 0.01, "precondition_frequency": 2,
+                                  "max_precondition_dim": 4}),
+        ("merge_dims", {"lr": 0.01, "precondition_frequency": 3, "merge_dims": True,
+                        "max_precondition_dim": 5}),
+        ("no_correct_bias+normalize_gradient",
+         {"lr": 0.01, "precondition_frequency": 3, "correct_bias": False,
+          "normalize_gradient": True}),
+        ("betas+shampoo_beta+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.9, 0.99), "shampoo_beta": 0.9, "eps": 1e-6,
+          "weight_decay": 0.1, "precondition_frequency": 2}),
+        ("maximize", {"lr": 0.01, "precondition_frequency": 3, "maximize": True}),
+        *shared({"lr": 0.01, "precondition_frequency": 3}),
+    ], SOAP_BAD),
+    _pytorch_optimizer(oo.SOAP, "keras", "SOAP", [
+        ("plain", {"lr": 0.01, "precondition_frequency": 3}),
+        ("weight_decay+precondition_1d", {"lr": 0.01, "weight_decay": 0.1,
+                                          "precondition_frequency": 2, "precondition_1d": True}),
+    ], SOAP_BAD),
+]
+
+
+def _lamb_keras_hp(hp: dict[str, Any]) -> dict[str, Any]:
+    """Our torch-flavor Lamb for Keras' Lamb: our defaults where they are not Keras' (``eps``)
+    given explicitly; the rest as it is (KerasRun renames them)."""
+    return {"eps": oo.Lamb.DEFAULTS["torch"]["eps"], **hp}
+
+
+LAMB_BAD = BETA_BAD
+LARS_BAD = [({"momentum": 1.0}, "momentum"), ({"momentum": -0.1}, "momentum"),
+            ({"dampening": 1.0}, "dampening"), ({"dampening": -0.5}, "dampening"),
+            ({"trust_coefficient": -1e-3}, "trust_coefficient"),
+            ({"nesterov": True, "dampening": 0.1}, "nesterov")]
+#: LARS's sets: the trust ratio scales the weight matrices of the reference problem, (6, 4) and
+#: (1, 6); its biases, (6,) and (1,), take plain momentum SGD steps, without weight decay
+LARS_SETS = [
+    ("plain", {"lr": 0.01}),  # 0.1 makes the loss rise here (the biases' steps are large)
+    ("defaults", {}),
+    ("weight_decay", {"lr": 0.1, "weight_decay": 0.01}),
+    ("trust_coefficient+weight_decay",
+     {"lr": 0.1, "trust_coefficient": 0.02, "weight_decay": 0.1}),
+    # damped from the first step on: v₁ = (1 − τ)d₁, where torch's SGD has v₁ = d₁
+    ("dampening+weight_decay", {"lr": 0.1, "dampening": 0.3, "weight_decay": 0.05}),
+    ("nesterov", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
+    ("no_momentum", {"lr": 0.5, "momentum": 0.0}),
+    ("nesterov+no_momentum", {"lr": 0.5, "momentum": 0.0, "nesterov": True}),
+    ("maximize", {"lr": 0.1, "maximize": True}),
+]
+
+DATABASE += [
+    # Keras' Lamb is the reference of both flavors; the torch flavor has torch's clipping
+    # formulas, so it is compared without clipnorm/global_clipnorm (the keras flavor with)
+    OptimizerInfo(oo.Lamb, "torch", [
+        ("plain", {"lr": 0.01}),
+        ("defaults", {}),
+        ("betas+eps", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3}),
+        ("weight_decay", {"lr": 0.01, "weight_decay": 0.1}),  # decoupled, as Keras
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        ("clipvalue", {"lr": 0.01, "clipvalue": 0.01}),
+        ("accumulation", {"lr": 0.01, "gradient_accumulation_steps": 3}),
+    ], "keras", LAMB_BAD + COMMON_BAD, complex=False, reference_hp=_lamb_keras_hp),
+    _keras(oo.Lamb, [
+        ("plain", {"lr": 0.01}),
+        ("defaults", {}),
+        ("betas+eps+weight_decay",
+         {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3, "weight_decay": 0.1}),
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], bad=LAMB_BAD, complex=False),
+    _pytorch_optimizer(oo.LARS, "torch", "LARS", [*LARS_SETS, *shared({"lr": 0.1})],
+                       LARS_BAD),
+    # the keras flavor is the same algorithm (its weight decay the package's, inside the
+    # ratio) with Keras' clipping formulas, not used here
+    _package(oo.LARS, "keras", "pytorch_optimizer:LARS", LARS_SETS[:3] + LARS_SETS[5:6],
+             LARS_BAD, package_kwargs=PYTORCH_OPTIMIZER,
+             reference_hp=_pytorch_optimizer_hp("torch")),
+]
+
+
+ADAFACTOR_BAD = [({"beta2_decay": 0.8}, "beta2_decay"), ({"eps": (-1e-30, 1e-3)}, "eps[0]"),
+                 ({"eps": (None, -1e-3)}, "eps[1]"), ({"d": 0.5}, "d"), ({"eps": 1e-3}, "eps")]
+
+DATABASE += [
+    # the parameters (references.initial_parameters) are two matrices, (6, 4) and (1, 6), whose
+    # second moments are factored, and two vectors, (6,) and (1,), with a full one
+    # (tests/optim/test_adafactor.py adds 3-D and 0-d tensors under every engine)
+    _torch(oo.Adafactor, [
+        ("defaults", {}),
+        ("lr+beta2_decay+d", {"lr": 0.03, "beta2_decay": -0.5, "d": 1.5}),
+        ("beta2_decay=0", {"beta2_decay": 0.0}),  # V = G² every step
+        # ε₁ clamps the mean row statistic and √V; ε₂ the RMS of the parameters (≈ 0.5)
+        ("eps", {"eps": (0.05, 0.8)}),
+        ("d=1+lr", {"d": 1.0, "lr": 0.1}),  # clipping bites at every step
+        ("weight_decay", {"lr": 0.02, "weight_decay": 0.5}),
+        ("weight_decay+maximize", {"weight_decay": 0.1, "maximize": True}),
+        *shared({}),
+    ], ADAFACTOR_BAD, complex=False),
+    # Keras' Adafactor: ε₁ added to G², the base's weight decay before the update
+    _keras(oo.Adafactor, [
+        ("defaults", {}),
+        ("lr+beta2_decay+d", {"lr": 0.03, "beta2_decay": -0.5, "d": 1.5}),
+        ("eps", {"lr": 0.01, "eps": (0.01, 0.8)}),
+        ("weight_decay", {"lr": 0.02, "weight_decay": 0.5}),
+        ("maximize", {"lr": 0.01, "maximize": True}),
+        *shared({"lr": 0.01}),
+    ], ADAFACTOR_BAD, complex=False),
 ]
 
 

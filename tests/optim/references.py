@@ -38,13 +38,19 @@ STEPS = 100
 OPTIONS = ("clipnorm", "global_clipnorm", "clipvalue", "gradient_accumulation_steps")
 
 
-def initial_parameters(dtype: torch.dtype = torch.float64, complex: bool = False):
+def initial_parameters(dtype: torch.dtype = torch.float64, complex: bool = False,
+                       matrix_only: bool = False):
+    """W1 (6, 4), b1 (6,), W2 (1, 6), b2 (1,); with ``matrix_only`` (an entry's
+    ``OptimizerInfo.matrix_only``: Muon) the biases as the matrices (1, 6) and (1, 1) of the
+    same values, which :func:`loss_fn` broadcasts alike (the same loss and gradients)."""
     gen = torch.Generator().manual_seed(0)
     shapes = [(6, 4), (6,), (1, 6), (1,)]
     params = [torch.randn(s, generator=gen, dtype=torch.float64) * 0.5 for s in shapes]
     if complex:
         params[0] = torch.complex(params[0], torch.randn((6, 4), generator=gen,
                                                          dtype=torch.float64) * 0.5)
+    if matrix_only:
+        params = [p.reshape(1, -1) if p.dim() == 1 else p for p in params]
     return [p.to(params[0].dtype if complex and i == 0 else dtype) for i, p in enumerate(params)]
 
 
@@ -117,7 +123,8 @@ class OptimlabRun(Run):
         self.hp = hp
         self.sign_argument = info.sign_argument
         self.ambiguous: torch.Tensor | None = None
-        self.params = [torch.nn.Parameter(p) for p in initial_parameters(dtype, complex)]
+        self.params = [torch.nn.Parameter(p) for p in
+                       initial_parameters(dtype, complex, info.matrix_only)]
         self.optimizer = info.make(self.params, **hp, **kwargs)
         self.scheduler = scheduler(self.optimizer) if scheduler else None
 
@@ -168,6 +175,14 @@ def _step_after_micro_steps(optimizer, scheduler, k: int) -> None:
         scheduler.step()
 
 
+def torch_optimizer(name: str, params, **kwargs) -> torch.optim.Optimizer:
+    """torch.optim's class ``name``, single-tensor (``foreach=False`` where it takes one)."""
+    cls = getattr(torch.optim, name)
+    if "foreach" in inspect.signature(cls).parameters:
+        kwargs = {"foreach": False, **kwargs}
+    return cls(params, **kwargs)
+
+
 class TorchRun(Run):
     """torch.optim's class of the same name (single-tensor implementation); clipping and
     accumulation emulated with torch.nn.utils on the mean gradient of the micro-batches."""
@@ -176,9 +191,9 @@ class TorchRun(Run):
                  complex: bool = False):
         self.hp = hp
         kwargs = {key: v for key, v in hp.items() if key not in OPTIONS}
-        self.params = [torch.nn.Parameter(p) for p in initial_parameters(complex=complex)]
-        self.optimizer = getattr(torch.optim, info.reference_name)(self.params, foreach=False,
-                                                                   **kwargs)
+        self.params = [torch.nn.Parameter(p) for p in
+                       initial_parameters(complex=complex, matrix_only=info.matrix_only)]
+        self.optimizer = torch_optimizer(info.reference_name, self.params, **kwargs)
         self.scheduler = scheduler(self.optimizer) if scheduler else None
 
     def update(self, micro) -> None:
@@ -223,7 +238,8 @@ class PackageRun(Run):
             accepted = inspect.signature(cls).parameters
             kwargs = {key: v for key, v in hp.items() if key in accepted and key not in OPTIONS}
         self.hp = hp
-        self.params = [torch.nn.Parameter(p) for p in initial_parameters()]
+        self.params = [torch.nn.Parameter(p)
+                       for p in initial_parameters(matrix_only=info.matrix_only)]
         self.optimizer = cls(self.params, **kwargs, **info.package_kwargs)
         if callable(getattr(self.optimizer, "train", None)):
             self.optimizer.train()
@@ -240,14 +256,19 @@ class PackageRun(Run):
 _KERAS_NAMES = {"lr": "learning_rate", "eps": "epsilon", "alpha": "rho",
                 "lr_power": "learning_rate_power", "l1": "l1_regularization_strength",
                 "l2": "l2_regularization_strength",
-                "l2_shrinkage": "l2_shrinkage_regularization_strength"}
+                "l2_shrinkage": "l2_shrinkage_regularization_strength",
+                "beta2_decay": "beta_2_decay", "d": "clip_threshold"}
 
 
 def keras_kwargs(hp: dict[str, Any]) -> dict[str, Any]:
+    """Our names as Keras' keywords; a pair ``eps`` (Adafactor's ε₁, ε₂) is Keras'
+    ``epsilon_1, epsilon_2``."""
     out = {}
     for key, value in hp.items():
         if key == "betas":
             out["beta_1"], out["beta_2"] = value
+        elif key == "eps" and isinstance(value, tuple | list):
+            out["epsilon_1"], out["epsilon_2"] = value
         else:
             out[_KERAS_NAMES.get(key, key)] = value
     return out
@@ -265,7 +286,7 @@ class KerasRun(Run):
         keras.config.set_floatx("float64")
         self.hp = hp
         self.variables = [keras.Variable(p.numpy(), dtype="float64")
-                          for p in initial_parameters()]
+                          for p in initial_parameters(matrix_only=info.matrix_only)]
         given = info.reference_hp(hp) if info.reference_hp is not None else hp
         given = {key: value for key, value in given.items() if key != "maximize"}
         self.optimizer = getattr(keras.optimizers, info.reference_name)(**keras_kwargs(given))

@@ -28,7 +28,8 @@ def float64_default():
 
 
 def train(info, hp, engine, steps=30, dtype=torch.float64, params=None, data=None):
-    params = params or [torch.nn.Parameter(p.to(dtype)) for p in initial_parameters()]
+    params = params or [torch.nn.Parameter(p.to(dtype))
+                        for p in initial_parameters(matrix_only=info.matrix_only)]
     opt = info.make(params, engine=engine, **hp)
     k = hp.get("gradient_accumulation_steps", 1)
     for batch in data or batches(steps * k, dtype):

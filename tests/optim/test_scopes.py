@@ -109,3 +109,47 @@ def test_tensor_scope_refuses_complex_parameters_clearly():
                        engine="reference")
     with pytest.raises(ValueError, match="complex"):
         opt.step()
+
+
+def lars_direct(start, grads, lr, coefficient, decay, momentum, decoupled):
+    """LARS written out per tensor (You, Gitman, Ginsburg 2017, eq. (6), as pytorch_optimizer
+    applies it: matrices only, η after the momentum), or with the base's decoupled decay."""
+    params = [p.clone() for p in start]
+    buffers = [torch.zeros_like(p) for p in start]
+    for step in grads:
+        for i, g in enumerate(step):
+            p = params[i] * (1 - lr * decay) if decoupled else params[i]
+            if p.dim() > 1:
+                coupled = 0.0 if decoupled else decay
+                denominator = g.norm() + coupled * p.norm()
+                ratio = (coefficient * p.norm() / denominator
+                         if p.norm() > 0 and denominator > 0 else 1.0)
+                g = ratio * (g + coupled * p)
+            buffers[i] = momentum * buffers[i] + g
+            params[i] = p - lr * buffers[i]
+    return params
+
+
+@pytest.mark.parametrize("decoupled", [False, True], ids=["coupled", "decoupled"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_trust_ratio_matches_the_formula(engine, decoupled):
+    """LARS's TrustRatio on a stack of same-shaped tensors (each its own norms), a zero matrix
+    (ratio 1) and a zero gradient (ratio 1), and vectors left alone, in every engine. (On CPU,
+    torch 2.13's Inductor fails to compile the coupled form over stacks: the compiled engines
+    announce it and run that kernel eager; see engines._compile.)"""
+    torch.manual_seed(2)
+    start = [torch.randn(s, dtype=torch.float64) for s in shapes()]
+    start[1].zero_()  # a (3, 4) initialized at zero still moves: r = 1
+    grads = [[torch.randn(s, dtype=torch.float64) for s in shapes()] for _ in range(4)]
+    grads[2][3].zero_()  # ‖g‖ = 0 on one step: r = 1 without decay, c‖p‖/λ‖p‖ with
+    params = [torch.nn.Parameter(p.clone()) for p in start]
+    opt = oo.LARS(params, lr=0.5, trust_coefficient=0.02, weight_decay=0.1, momentum=0.5,
+                  decoupled_weight_decay=decoupled, engine=engine)
+    for step in grads:
+        for p, g in zip(params, step, strict=True):
+            p.grad = g.clone()
+        opt.step()
+    expected = lars_direct(start, grads, 0.5, 0.02, 0.1, 0.5, decoupled)
+    for ours, theirs in zip(params, expected, strict=True):
+        torch.testing.assert_close(ours.detach(), theirs, rtol=1e-12, atol=1e-14)
+    assert all(p.grad.equal(g) for p, g in zip(params, grads[-1], strict=True))  # untouched

@@ -26,7 +26,7 @@ from .database import default_dtype
 
 #: the optimizers torch.optim and optimlab share, by class name.
 SHARED = ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
-          "Rprop", "ASGD", "LBFGS")
+          "Rprop", "ASGD", "LBFGS", "Muon", "Adafactor")
 INFOS = {info.optim_cls.__name__: info for info in optim_db
          if info.optim_cls.__name__ in SHARED}
 ENGINES = tuple(name for name in oo.ENGINES if name != "auto")
@@ -105,16 +105,23 @@ def _cases():
 SHAPES = [(3, 4), (3,), (), (2, 3)]
 
 
-def _parameters() -> list[torch.nn.Parameter]:
+#: optimizers that take 2-D parameters only: the bias and the scale as matrices (1, 3), (1, 1)
+MATRIX_ONLY = ("Muon",)
+
+
+def _parameters(name: str | None = None) -> list[torch.nn.Parameter]:
     gen = torch.Generator().manual_seed(0)
-    return [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64) * 0.5)
-            for s in SHAPES]
+    values = [torch.randn(s, generator=gen, dtype=torch.float64) * 0.5 for s in SHAPES]
+    if name in MATRIX_ONLY:  # the same values, which _loss reads alike
+        values = [v.reshape(1, -1) if v.dim() < 2 else v for v in values]
+    return [torch.nn.Parameter(v) for v in values]
 
 
 def _loss(params, step: int) -> torch.Tensor:
     """A small network: the weight, bias, a 0-d scale, and a branch that gets a gradient on
     odd steps only (its ``.grad`` is None on the others, as torch's optimizers expect)."""
     w, b, scale, branch = params
+    b, scale = b.reshape(-1), scale.reshape(())  # as given, or from matrices (MATRIX_ONLY)
     gen = torch.Generator().manual_seed(100 + step)
     x = torch.randn(8, 4, generator=gen, dtype=torch.float64)
     y = torch.randn(8, generator=gen, dtype=torch.float64)
@@ -133,10 +140,10 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
-def _train(make, steps: int = STEPS):
+def _train(make, steps: int = STEPS, name: str | None = None):
     """Yield the parameters after each step, taken with a closure (which LBFGS needs and the
     others call once)."""
-    params = _parameters()
+    params = _parameters(name)
     opt = make(params)
     for step in range(steps):
         def closure(step=step):
@@ -165,13 +172,14 @@ def test_matches_torch_step_by_step(name, kwargs, engine):
     torch_cls, ours_cls = getattr(torch.optim, name), getattr(oo, name)
     try:
         theirs = _as_torch_runs_it(name, kwargs)
-        expected = list(_train(lambda p: torch_cls(p, **copy.deepcopy(theirs))))
+        expected = list(_train(lambda p: torch_cls(p, **copy.deepcopy(theirs)), name=name))
     except Exception as error:  # torch refuses the input: ours must refuse it alike
         with pytest.raises(type(error)):
-            list(_train(lambda p: ours_cls(p, engine=engine, **copy.deepcopy(kwargs))))
+            list(_train(lambda p: ours_cls(p, engine=engine, **copy.deepcopy(kwargs)),
+                        name=name))
         return
-    ours = _train(lambda p: ours_cls(p, engine=engine, **copy.deepcopy(kwargs)))
-    start = _flat(_parameters())
+    ours = _train(lambda p: ours_cls(p, engine=engine, **copy.deepcopy(kwargs)), name=name)
+    start = _flat(_parameters(name))
     for (step, actual), (_, reference) in zip(ours, expected, strict=True):
         err = _relative_error(actual, reference)
         assert err <= TOLERANCE, f"step {step + 1}: relative error {err:.3g} vs torch.optim.{name}"
@@ -183,7 +191,7 @@ def test_torch_only_option_is_refused(name, kwargs):
     """capturable=True and differentiable=True are refused with a ValueError naming them."""
     refused = [key for key in REFUSED if kwargs.get(key)]
     with pytest.raises(ValueError, match=refused[0]) as error:
-        getattr(oo, name)(_parameters(), **copy.deepcopy(kwargs))
+        getattr(oo, name)(_parameters(name), **copy.deepcopy(kwargs))
     assert "False" in str(error.value), "the message says what is allowed"
 
 
@@ -238,7 +246,7 @@ def test_takes_every_keyword_torch_takes(name):
     for key, parameter in signature.parameters.items():
         if key == "params" or parameter.default is inspect.Parameter.empty:
             continue
-        getattr(oo, name)(_parameters(), **{key: parameter.default})
+        getattr(oo, name)(_parameters(name), **{key: parameter.default})
 
 
 def _typo(word: str) -> str:
@@ -255,9 +263,9 @@ def test_misspelled_keyword_raises_type_error_like_torch(name):
             continue
         wrong = _typo(key)
         with pytest.raises(TypeError):
-            getattr(torch.optim, name)(_parameters(), **{wrong: 0.1})
+            getattr(torch.optim, name)(_parameters(name), **{wrong: 0.1})
         with pytest.raises(TypeError, match=rf"unexpected keyword argument '{wrong}'") as error:
-            getattr(oo, name)(_parameters(), **{wrong: 0.1})
+            getattr(oo, name)(_parameters(name), **{wrong: 0.1})
         assert f"did you mean '{key}'?" in str(error.value)
 
 

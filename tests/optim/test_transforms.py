@@ -194,7 +194,8 @@ FLAGS_ON = {"SGD": {"momentum": 0.9}, "RMSprop": {"momentum": 0.9, "centered": T
 @pytest.mark.parametrize("flavor", oo.FLAVORS)
 @pytest.mark.parametrize("name", oo.names())
 def test_every_optimizer_keeps_only_declared_state(name, flavor):
-    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    matrix = name not in oo.names(matrices=False)  # Muon: 2-D parameters only
+    p = torch.nn.Parameter(torch.tensor([[1.0, -2.0]] if matrix else [1.0, -2.0]))
     cls = oo.REGISTRY[name]
     kwargs = FLAGS_ON.get(getattr(cls, "__name__", ""), {})
     opt = oo.get(name, [p], flavor=flavor, **kwargs)

@@ -38,7 +38,8 @@ REFUSED = {"zero": ("prodigy",), "fsdp": ("prodigy",)}
 
 def supported(strategy: str) -> list[str]:
     """The optimizers trained under ``strategy`` (the Trainer's step() takes no closure)."""
-    return [name for name in names(closure=False) if name not in REFUSED.get(strategy, ())]
+    return [name for name in names(closure=False, matrices=False)
+            if name not in REFUSED.get(strategy, ())]
 
 
 def problem():

@@ -1,6 +1,7 @@
 """The lab: problems to optimize and the protocol that compares optimizers on them."""
 
-from .compare import Result, compare
-from .problems import SURFACES, Surface
+from .problems import SURFACES, Run, Surface
+from .protocol import Summary, sweep
+from .tasks import TASKS, Task
 
-__all__ = ["Surface", "SURFACES", "compare", "Result"]
+__all__ = ["Surface", "SURFACES", "Task", "TASKS", "Run", "Summary", "sweep"]

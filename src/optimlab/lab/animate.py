@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from ..optim import get
-from .compare import compare
 from .construct import not_applicable
 from .problems import Surface, get_surface
+from .protocol import sweep
 
 __all__ = ["trajectory", "animate_surface", "animate_saddle", "learning_rate_figure"]
 
@@ -112,7 +112,7 @@ def animate_surface(surface: str | Surface, optimizers: Sequence[str], path: str
     plot of a 2-D surface."""
     s = get_surface(surface) if isinstance(surface, str) else surface
     optimizers, note = _applicable(optimizers, s.start)
-    best = {r.optimizer: r.lr for r in compare([s.name], optimizers, steps=steps)}
+    best = {r.optimizer: r.lr for r in sweep([s.name], optimizers, steps=steps)}
     paths = {f"{name} (lr {best[name]:.2g})": trajectory(s.f, s.start, name, best[name], steps)
              for name in optimizers}
     levels = torch.logspace(-1, math.log10(max(float(s.f(torch.tensor(s.start,

@@ -75,7 +75,7 @@ CLAIMS = (
 
 
 def _scores(claim: Claim, summaries: Sequence[Summary]) -> dict[str, Summary]:
-    return {s.optimizer: s for s in summaries if s.task == claim.task}
+    return {s.optimizer: s for s in summaries if s.problem == claim.task}
 
 
 def _says(agrees: bool) -> str:
@@ -106,10 +106,9 @@ def _pair(claim: Claim, summaries: Sequence[Summary]) -> tuple[Summary, Summary]
     for name in (subject, reference):
         if name not in rows:
             return f"not tested: no {name} run on {claim.task}"
-        reason = next((r.not_applicable for r in rows[name].runs
-                       if getattr(r, "not_applicable", None)), None)
-        if reason:
-            return f"not tested: {name} does not apply to {claim.task}'s model ({reason})"
+        if rows[name].not_applicable:
+            return (f"not tested: {name} does not apply to {claim.task}'s model "
+                    f"({rows[name].not_applicable})")
     return rows[subject], rows[reference]
 
 
@@ -177,8 +176,8 @@ def _best_or_tied(s: Summary, rows: Sequence[Summary]) -> bool:
 
 
 def _dominance(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> str:
-    tasks = list(dict.fromkeys(s.task for s in summaries))
-    by_task = {t: [s for s in summaries if s.task == t] for t in tasks}
+    tasks = list(dict.fromkeys(s.problem for s in summaries))
+    by_task = {t: [s for s in summaries if s.problem == t] for t in tasks}
     ran = {}
     for s in summaries:
         ran.setdefault(s.optimizer, []).append(s)
@@ -188,12 +187,12 @@ def _dominance(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> 
                 f"on two or more")
     lines, dominant = [], []
     for name, rows in sorted(judged.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        lost = [s for s in rows if not _best_or_tied(s, by_task[s.task])]
+        lost = [s for s in rows if not _best_or_tied(s, by_task[s.problem])]
         if not lost:
             dominant.append(name)
         best = {t: min(by_task[t], key=lambda r: (r.mean, r.optimizer)) for t in tasks}
-        worst = [f"{s.task} {s.mean:.4g} vs {best[s.task].optimizer} {best[s.task].mean:.4g}"
-                 for s in lost[:2]]
+        worst = [f"{s.problem} {s.mean:.4g} vs {best[s.problem].optimizer} "
+                 f"{best[s.problem].mean:.4g}" for s in lost[:2]]
         lines.append(f"{name} best or tied on {len(rows) - len(lost)} of {len(rows)}"
                      + (f" (not {'; '.join(worst)})" if worst else ""))
     head = (f"{', '.join(dominant)} best or tied on every task it ran" if dominant else
@@ -238,7 +237,8 @@ def run(claims: Sequence[Claim] = CLAIMS, *, seeds: int = 2,
             out.append((claim, f"skipped: {', '.join(missing(claim))} not in the registry "
                                f"(optimlab.optim.names())", []))
             continue
-        mine = [s for s in everything if s.task == claim.task and s.optimizer in claim.optimizers]
+        mine = [s for s in everything
+                if s.problem == claim.task and s.optimizer in claim.optimizers]
         judged = everything if claim.kind == "no dominance" else mine
         out.append((claim, verdict(claim, judged), mine))
     return out

@@ -4,7 +4,10 @@
   given to an optimizer with a combined form (Muon: its orthogonalized update for the hidden
   weight matrices, AdamW for embeddings, the output head, norms and biases) is handed to that
   form's parameter-group helper in :mod:`optimlab.optim`, when the registry provides one
-  (:data:`COMBINED`). Bare tensors (a 2-D surface's θ) always get the optimizer itself.
+  (:data:`COMBINED`); a model whose every parameter the helper hands to the other algorithm
+  (a logistic regression, embeddings alone: no hidden matrix for Muon) raises a
+  ``ValueError``, so that the optimizer is not applicable there rather than run under its name
+  as AdamW. Bare tensors (a 2-D surface's θ) always get the optimizer itself.
 * :func:`not_applicable` — whether an optimizer has a meaning on a problem: it is built (with
   its defaults) on a copy of the problem's parameters and takes one step with gradients of
   ones; a ``ValueError`` — e.g. Muon refusing a parameter that is not a matrix — makes it not
@@ -26,8 +29,11 @@ from .stepping import mode, step
 __all__ = ["COMBINED", "build", "not_applicable"]
 
 #: registry name → the name, in :mod:`optimlab.optim`, of its parameter-group helper: a
-#: function ``helper(model) → param groups`` that ``optim.get(name, groups)`` accepts. Used
-#: only where :mod:`optimlab.optim` has the helper (``getattr``).
+#: function ``helper(model) → param groups`` that ``optim.get(name, groups)`` accepts, the
+#: groups for the optimizer's own algorithm without an ``"algorithm"`` key (or with the
+#: name), the others with ``"algorithm": "adamw"`` (``muon_param_groups(model)``: its
+#: defaults, ``head="auto"``, every group at the optimizer's lr). Used only where
+#: :mod:`optimlab.optim` has the helper (``getattr``).
 COMBINED = {"muon": "muon_param_groups"}
 
 
@@ -46,6 +52,14 @@ def build(name: str, target: nn.Module | Iterable[Tensor], **kwargs: Any) -> opt
     if isinstance(target, nn.Module):
         helper = getattr(optim, COMBINED[key], None) if key in COMBINED else None
         params = helper(target) if callable(helper) else target.parameters()
+        if callable(helper):
+            params = list(params)
+            algorithms = [g.get("algorithm", key) if isinstance(g, dict) else key
+                          for g in params]
+            if key not in algorithms:
+                raise ValueError(f"{COMBINED[key]} leaves {key} no parameter of the model (no "
+                                 f"hidden-layer weight matrix; all go to "
+                                 f"{', '.join(sorted(set(algorithms))) or 'no group'})")
     else:
         params = target
     return optim.get(key, params, **kwargs)

@@ -4,6 +4,8 @@ started (``optimlab train``), with its history, checkpoints and throughput."""
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
 import sys
 import time
 import warnings
@@ -16,13 +18,28 @@ from ..optim import get
 from ..train import Trainer, distributed
 from .tasks import get_task
 
-__all__ = ["train_task", "torchrun_command"]
+__all__ = ["train_task", "torchrun_command", "launch"]
 
 
 def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
-    """The command that runs ``optimlab <argv>`` in ``nproc`` processes on this machine."""
+    """The command that runs ``optimlab <argv>`` in ``nproc`` processes on this machine;
+    ``--nproc-per-node`` is taken out of ``argv`` (each process is one of them)."""
+    args, rest = [], iter(argv)
+    for arg in rest:
+        if arg == "--nproc-per-node":
+            next(rest, None)
+        elif not arg.startswith("--nproc-per-node="):
+            args.append(arg)
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc-per-node={nproc}", "-m", "optimlab.cli", *argv]
+            f"--nproc-per-node={nproc}", "-m", "optimlab.cli", *args]
+
+
+def launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``optimlab <argv>`` in ``nproc`` processes with torchrun, the machine's cores
+    shared out between them (``OMP_NUM_THREADS``, unless set); returns torchrun's exit code."""
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))
+    env = {"OMP_NUM_THREADS": threads, **os.environ}
+    return subprocess.call(torchrun_command(nproc, argv), env=env)
 
 
 def train_task(task: str, optimizer: str = "adam", lr: float = 1e-3, *, epochs: int = 5,

@@ -1,18 +1,58 @@
-"""Test problems: classic 2-D surfaces with a known minimum, for trajectories and quick comparisons.
+"""The problems the lab optimizes — what one run of an optimizer on a problem gives
+(:class:`Run`), and the classic 2-D surfaces with a known minimum (the trainable tasks are in
+:mod:`optimlab.lab.tasks`).
 
 Each surface is a function of a length-2 tensor, a standard starting point and its global
 minimum (Surjanovic & Bingham, Virtual Library of Simulation Experiments, sfu.ca/~ssurjano).
+A surface is deterministic (one start, no data): its runs do not depend on the seed.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["Surface", "SURFACES", "get_surface"]
+from ..optim import get
+from .construct import not_applicable
+from .stepping import mode
+from .stepping import step as optimizer_step
+
+__all__ = ["Run", "Surface", "SURFACES", "get_surface", "run_surface", "DIVERGED"]
+
+#: a surface's loss above this (or not finite) counts as diverged.
+DIVERGED = 1e12
+
+
+@dataclass
+class Run:
+    """One optimizer at one learning rate and seed on one problem: ``final`` and ``best`` are
+    its metric (∞: diverged); tasks record ``curve`` (step, train_loss, test) and
+    ``seconds_to_target``, surfaces the ``distance`` to the nearest minimum. An optimizer that
+    does not apply to the problem's parameters (:func:`~optimlab.lab.construct.not_applicable`)
+    is not run: ``not_applicable`` says why, and its metric is ∞."""
+
+    problem: str
+    optimizer: str
+    lr: float
+    seed: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)
+    final: float = math.inf
+    best: float = math.inf
+    steps_to_target: int | None = None
+    seconds_to_target: float | None = None
+    seconds: float = 0.0
+    diverged: bool = False
+    distance: float | None = None
+    not_applicable: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -25,6 +65,7 @@ class Surface:
         start: the standard starting point.
         minima: the global minimizers (the distance column measures to the nearest).
         bounds: ((x_lo, x_hi), (y_lo, y_hi)) for plots.
+        steps: the step budget of a run; target: the loss that counts as reached.
     """
 
     name: str
@@ -32,9 +73,18 @@ class Surface:
     start: tuple[float, float]
     minima: tuple[tuple[float, float], ...]
     bounds: tuple[tuple[float, float], tuple[float, float]]
+    steps: int = 1000
+    target: float = 1e-4
+    #: runs differ by seed (a surface's do not: one start, no data)
+    seeded: ClassVar[bool] = False
 
     def __call__(self, theta: Tensor) -> Tensor:
         return self.f(theta)
+
+    def run(self, optimizer: str, lr: float, seed: int = 0, *, flavor: str = "torch") -> Run:
+        """One run of the surface's budget (``seed`` changes nothing: it is recorded)."""
+        return replace(run_surface(self, optimizer, lr, self.steps, flavor=flavor,
+                                   target=self.target), seed=seed)
 
     def distance_to_minimum(self, theta: Tensor) -> float:
         """Euclidean distance from θ to the nearest global minimizer."""
@@ -85,3 +135,47 @@ def get_surface(name: str) -> Surface:
     if name not in SURFACES:
         raise ValueError(f"unknown problem {name!r}: choose one of {', '.join(SURFACES)}")
     return SURFACES[name]
+
+
+def run_surface(surface: Surface, optimizer: str, lr: float, steps: int, *,
+                flavor: str = "torch", target: float = 1e-4) -> Run:
+    """Minimize ``surface`` from its start for ``steps`` steps; float64 throughout. An
+    optimizer that does not apply to θ (Muon: matrices only) is not run (``not_applicable``)."""
+    theta = torch.nn.Parameter(torch.tensor(surface.start, dtype=torch.float64))
+    reason = not_applicable(optimizer, [theta], flavor=flavor)
+    if reason is not None:
+        return Run(surface.name, optimizer, lr, distance=math.inf, not_applicable=reason)
+    opt = get(optimizer, [theta], lr=lr, flavor=flavor)
+    best, reached, loss = math.inf, None, math.inf
+    mode(opt, training=True)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        value = surface(theta)
+        value.backward()
+        return value
+
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        opt.zero_grad()
+        value = surface(theta)
+        loss = value.item()
+        if not math.isfinite(loss) or loss > DIVERGED:
+            break
+        best = min(best, loss)
+        if reached is None and loss <= target:
+            reached = step - 1
+        value.backward()
+        optimizer_step(opt, closure)
+    else:
+        mode(opt, training=False)  # the final loss at the evaluation point
+        with torch.no_grad():
+            loss = surface(theta).item()
+        best = min(best, loss)
+        if reached is None and loss <= target:
+            reached = steps
+    seconds = time.perf_counter() - start
+    diverged = not math.isfinite(loss) or loss > DIVERGED
+    return Run(surface.name, optimizer, lr, final=math.inf if diverged else loss, best=best,
+               steps_to_target=reached, seconds=seconds, diverged=diverged,
+               distance=math.inf if diverged else surface.distance_to_minimum(theta))

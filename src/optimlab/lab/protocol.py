@@ -1,11 +1,16 @@
-"""The comparison protocol on trainable tasks: tune the learning rate on a log grid (the tuning
-seed, fixed budget), re-run the best setting with other seeds, summarize, rank, and profile.
+"""The comparison protocol, on every problem (2-D surfaces and trainable tasks): tune the
+learning rate (a log grid or Optuna's TPE, fixed budget, the tuning seed), keep the best, re-run
+it with other seeds where runs depend on the seed, summarize, rank, and profile.
 
 The learning rate is chosen on seed :data:`TUNING_SEED` and the reported runs use seeds 1 … n,
 so the reported metric is not biased by the selection (the best of a grid on the same seed
-would be optimistic). Each summary gives a 95 % percentile-bootstrap interval of the mean final
-metric and whether it is statistically tied with the task's best row (Welch's t-test,
-Holm-corrected): see :mod:`optimlab.lab.stats`.
+would be optimistic). A surface is deterministic: its summary holds the best tuning run. Each
+summary gives a 95 % percentile-bootstrap interval of the mean final metric and whether it is
+statistically tied with the problem's best row (Welch's t-test, Holm-corrected): see
+:mod:`optimlab.lab.stats`.
+
+Every run is planned as a dict and executed by :func:`execute`, here or as a trial of a shared,
+resumable sweep (:mod:`optimlab.lab.store`).
 
 Performance profile (Dolan & Moré, Math. Programming 2002): for each task, an optimizer's cost
 is its median steps to the task's target divided by the best optimizer's; ρ(τ) is the fraction
@@ -14,86 +19,69 @@ of tasks on which that ratio is at most τ (never reaching the target counts as 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from . import stats
-from .tasks import RunResult, get_task, run_task
+from .problems import SURFACES, Run, Surface
+from .tasks import Task, get_task
 
-__all__ = ["Summary", "sweep", "performance_profile", "execute", "mark_ties", "TUNING_SEED"]
+__all__ = ["Summary", "sweep", "performance_profile", "execute", "mark_ties", "get_problem",
+           "planned", "TUNING_SEED", "DEFAULT_LRS"]
 
 #: the seed of every tuning run; the reported runs use seeds 1, 2, …
 TUNING_SEED = 0
+#: 10 learning rates from 1e-4 to 10^0.5, half a decade apart.
+DEFAULT_LRS = tuple(10 ** (-4 + 0.5 * i) for i in range(10))
 
 
-def execute(run: dict) -> dict:
-    """Run one planned run (a dict of task, optimizer, lr, seed, flavor); its result as a dict."""
-    return run_task(run["task"], run["optimizer"], run["lr"], run["seed"],
-                    flavor=run.get("flavor", "torch")).as_dict()
+def get_problem(name: str) -> Surface | Task:
+    """A 2-D surface or a trainable task by name."""
+    return SURFACES[name] if name in SURFACES else get_task(name)
 
 
-def _worker(url: str, study: str) -> None:
-    from .store import Store
+def execute(run: dict) -> Run:
+    """Run one planned run (a dict of problem, steps, target, optimizer, lr, seed, flavor)."""
+    problem = dataclasses.replace(get_problem(run["problem"]), steps=run["steps"],
+                                  target=run["target"])
+    return problem.run(run["optimizer"], run["lr"], run["seed"], flavor=run["flavor"])
 
-    Store(url, study).work(execute)
 
-
-def _drive(store, runs: list[dict], workers: int, on_run, max_waits: int = 30) -> dict:
-    """Plan ``runs`` and work until every one is complete: runs other processes are running
-    are waited for (a dead worker's is re-enqueued once its heartbeat is stale and run here);
-    gives up after ``max_waits`` rounds in which nothing was running or waiting."""
-    import multiprocessing
-
-    from .store import run_key
-
-    keys = [run_key(r["task"], r["optimizer"], r["lr"], r["seed"], r["flavor"]) for r in runs]
-    store.plan(runs)
-    idle, context = 0, multiprocessing.get_context("spawn")
-    helpers = [context.Process(target=_worker, args=(store.url, store.name))
-               for _ in range(workers - 1)]  # for the first round; re-runs are done here
-    while idle < max_waits:
-        for helper in helpers:
-            helper.start()
-
-        def local(run: dict) -> dict:
-            result = execute(run)
-            if on_run:
-                on_run(RunResult(**result))
-            return result
-
-        store.work(local)
-        for helper in helpers:
-            helper.join()
-        helpers = []
-        if store.complete(keys):
-            break
-        idle = 0 if store.wait_for_stale() else idle + 1
-    results = store.results()
-    missing = [k for k in keys if k not in results]
-    if missing:
-        raise RuntimeError(f"{len(missing)} planned runs did not complete, e.g. {missing[0]}")
-    return {k: results[k] for k in keys}
+def planned(problems: Sequence[str], optimizers: Sequence[str], tries: int, seeds: int) -> int:
+    """How many runs :func:`sweep` makes: ``tries`` learning rates per problem and optimizer,
+    and ``seeds`` re-runs on each trainable task."""
+    tasks = sum(get_problem(p).seeded for p in problems)
+    return len(optimizers) * (len(problems) * tries + tasks * seeds)
 
 
 @dataclass
 class Summary:
-    """One optimizer on one task: the tuned learning rate and the seeds' results there."""
+    """One optimizer on one problem: the tuned learning rate and the reported runs there (a
+    task's: the seeds 1 … n; a surface's: its one run)."""
 
-    task: str
+    problem: str
     optimizer: str
     lr: float
-    sensitivity: dict[float, float]  # lr → final test metric of the tuning run (inf: diverged)
-    runs: list[RunResult] = field(default_factory=list)
-    #: whether the final metric is statistically tied with the task's best row, and the
+    sensitivity: dict[float, float]  # lr → final metric of the tuning run (inf: diverged)
+    runs: list[Run] = field(default_factory=list)
+    #: whether the final metric is statistically tied with the problem's best row, and the
     #: Holm-adjusted p-value of that test (set by :func:`mark_ties`; None: not tested)
     tied_with_best: bool | None = None
     p_vs_best: float | None = None
 
     @property
+    def not_applicable(self) -> str | None:
+        """Why the optimizer does not apply to the problem's parameters (its runs were not
+        run: :func:`~optimlab.lab.construct.not_applicable`), or None."""
+        return next((r.not_applicable for r in self.runs if r.not_applicable), None)
+
+    @property
     def finals(self) -> list[float]:
-        return [r.final_test for r in self.runs]
+        return [r.final for r in self.runs]
 
     @property
     def mean(self) -> float:
@@ -105,7 +93,7 @@ class Summary:
 
     @property
     def best(self) -> float:
-        return min((r.best_test for r in self.runs), default=math.inf)
+        return min((r.best for r in self.runs), default=math.inf)
 
     @property
     def steps_to_target(self) -> float:
@@ -129,87 +117,170 @@ class Summary:
         return stats.bootstrap_ci(self.finals) if self.runs else (math.inf, math.inf)
 
     def as_dict(self) -> dict:
-        return {"task": self.task, "optimizer": self.optimizer, "lr": self.lr,
+        return {"problem": self.problem, "optimizer": self.optimizer, "lr": self.lr,
                 "sensitivity": {str(k): v for k, v in self.sensitivity.items()},
                 "mean": self.mean, "std": self.std, "ci95": list(self.ci95),
                 "tied_with_best": self.tied_with_best, "p_vs_best": self.p_vs_best,
                 "best": self.best, "steps_to_target": self.steps_to_target,
                 "seconds_to_target": self.seconds_to_target,
-                "tuning_seed": TUNING_SEED, "seeds": [r.seed for r in self.runs],
-                "runs": [asdict(r) for r in self.runs]}
+                "not_applicable": self.not_applicable, "tuning_seed": TUNING_SEED,
+                "seeds": [r.seed for r in self.runs],
+                "runs": [r.as_dict() for r in self.runs]}
 
 
 def mark_ties(summaries: Sequence[Summary], alpha: float = stats.ALPHA) -> None:
-    """Set ``tied_with_best`` and ``p_vs_best`` of every summary, task by task: the row with
-    the lowest mean final metric is the best, every other row is compared with it (see
-    :func:`optimlab.lab.stats.tied_with_best`)."""
-    for task in dict.fromkeys(s.task for s in summaries):
-        rows = sorted((s for s in summaries if s.task == task),
+    """Set ``tied_with_best`` and ``p_vs_best`` of every summary, problem by problem: the row
+    with the lowest mean final metric is the best, every other row is compared with it (see
+    :func:`optimlab.lab.stats.tied_with_best`). A not-applicable row is not tested (None)."""
+    for problem in dict.fromkeys(s.problem for s in summaries):
+        rows = sorted((s for s in summaries if s.problem == problem and not s.not_applicable),
                       key=lambda s: (s.mean, s.optimizer))  # ties of the mean: by name
         tied, p = stats.tied_with_best([s.finals for s in rows], alpha)
         for summary, t, value in zip(rows, tied, p, strict=True):
             summary.tied_with_best, summary.p_vs_best = t, value
 
 
-def sweep(tasks: Sequence[str], optimizers: Sequence[str], lrs: Sequence[float], *,
-          seeds: int = 5, flavor: str = "torch",
-          on_run: Callable[[RunResult], None] | None = None, store=None,
+def sweep(problems: Sequence[str], optimizers: Sequence[str],
+          lrs: Sequence[float] = DEFAULT_LRS, *, seeds: int = 5, steps: int | None = None,
+          target: float | None = None, flavor: str = "torch",
+          on_run: Callable[[Run], None] | None = None, storage: str | None = None,
           workers: int = 1, tuner: str = "grid") -> list[Summary]:
-    """For each task and optimizer: every learning rate with the tuning seed (0), then the best
-    (lowest final test metric; diverged runs lose) with ``seeds`` other seeds (1 … ``seeds``);
-    the summaries are marked with their ties to each task's best (:func:`mark_ties`).
+    """For each problem and optimizer: every learning rate of ``lrs`` with the tuning seed (0),
+    then the best (lowest final metric; diverged runs lose) with ``seeds`` other seeds on the
+    tasks; the summaries are marked with their ties to each problem's best (:func:`mark_ties`).
 
-    With a :class:`~optimlab.lab.store.Store` every run is a trial in its database: ``workers``
-    processes share the work, and re-running an interrupted sweep redoes no finished run.
-
-    ``tuner="tpe"`` spends the same budget (``len(lrs)`` runs) on learning rates proposed by
-    Optuna's TPE sampler within [min(lrs), max(lrs)] (log scale) instead of the grid.
+    ``problems`` are surface and task names; ``steps`` and ``target`` the step budget and the
+    loss that counts as reached on the surfaces (default: theirs, 1000 and 1e-4; a task has its
+    own); ``on_run`` is called after every run done in this process. With a ``storage`` URL
+    every run is a trial of an Optuna study there named by the sweep's settings: ``workers``
+    processes share it, so do other commands with the same settings, and re-running an
+    interrupted sweep redoes no finished run (None or "none": in memory). ``tuner="tpe"``
+    spends the same budget (``len(lrs)`` runs, in memory) on learning rates proposed by
+    Optuna's TPE sampler within [min(lrs), max(lrs)] (log scale).
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be a positive integer")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be a positive integer")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                              or steps <= 0):
+        raise ValueError(f"steps={steps!r} must be a positive integer")
     if not lrs or any(not lr > 0 for lr in lrs):
         raise ValueError(f"lrs={list(lrs)!r} must be a non-empty list of positive numbers")
-    for name in tasks:
-        get_task(name)
     if tuner not in ("grid", "tpe"):
         raise ValueError(f"tuner={tuner!r} must be 'grid' or 'tpe'")
-    if tuner == "tpe" and store is not None:
-        raise ValueError("tuner='tpe' proposes one run at a time: use it without a store")
-    if store is not None:
-        summaries = _stored_sweep(store, tasks, optimizers, lrs, seeds, flavor, on_run, workers)
-        mark_ties(summaries)
-        return summaries
-    summaries = []
-    for task_name in tasks:
-        task = get_task(task_name)
-        for name in optimizers:
-            tuning = _tune_tpe(task, name, lrs, flavor, on_run) if tuner == "tpe" else []
-            for lr in (lrs if tuner == "grid" else ()):
-                run = run_task(task, name, lr, TUNING_SEED, flavor=flavor)
-                tuning.append(run)
-                if on_run:
-                    on_run(run)
-            best = min(tuning, key=lambda r: (r.final_test, r.lr))
-            runs = []
-            for seed in range(TUNING_SEED + 1, TUNING_SEED + 1 + seeds):
-                run = run_task(task, name, best.lr, seed, flavor=flavor)
-                runs.append(run)
-                if on_run:
-                    on_run(run)
-            summaries.append(Summary(task.name, name, best.lr,
-                                     {r.lr: r.final_test for r in tuning}, runs))
+    storage = None if storage == "none" else storage
+    if tuner == "tpe" and storage is not None:
+        raise ValueError("tuner='tpe' proposes one run at a time: use it without a storage")
+    chosen = [dataclasses.replace(p, steps=steps or p.steps,
+                                  target=p.target if target is None else target)
+              if isinstance(p, Surface) else p for p in map(get_problem, problems)]
+    execute_all = functools.partial(_run_here, on_run=on_run) if storage is None else _stored(
+        storage, (problems, optimizers, list(lrs), seeds, steps, target, flavor), workers,
+        on_run)
+
+    def plan(problem, optimizer: str, lr: float, seed: int) -> dict:
+        return {"problem": problem.name, "steps": problem.steps, "target": problem.target,
+                "optimizer": optimizer, "lr": float(lr), "seed": seed, "flavor": flavor}
+
+    pairs = [(p, o) for p in chosen for o in optimizers]
+    if tuner == "grid":
+        tuning = execute_all([plan(p, o, lr, TUNING_SEED) for p, o in pairs for lr in lrs])
+    else:
+        tuning = [run for p, o in pairs for run in _tune_tpe(
+            lambda lr, p=p, o=o: plan(p, o, lr, TUNING_SEED), lrs, execute_all)]
+    tried = {(p.name, o): [r for r in tuning if (r.problem, r.optimizer) == (p.name, o)]
+             for p, o in pairs}
+    best = {pair: min(runs, key=lambda r: (r.final, r.lr)) for pair, runs in tried.items()}
+    reruns = execute_all([plan(p, o, best[p.name, o].lr, seed) for p, o in pairs if p.seeded
+                          for seed in range(TUNING_SEED + 1, TUNING_SEED + 1 + seeds)])
+    summaries = [Summary(p.name, o, best[p.name, o].lr,
+                         {r.lr: r.final for r in tried[p.name, o]},
+                         [r for r in reruns if (r.problem, r.optimizer) == (p.name, o)]
+                         if p.seeded else [best[p.name, o]])
+                 for p, o in pairs]
     mark_ties(summaries)
     return summaries
+
+
+def _run_here(runs: list[dict], on_run) -> list[Run]:
+    done = []
+    for run in runs:
+        done.append(execute(run))
+        if on_run:
+            on_run(done[-1])
+    return done
+
+
+def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
+            ) -> Callable[[list[dict]], list[Run]]:
+    """Runs executed as trials of the sweep's study at ``url``: planned, then worked on until
+    every one is complete — runs other processes are running are waited for (a dead worker's
+    is re-enqueued once its heartbeat is stale and run here); gives up after ``max_waits``
+    rounds in which nothing was running or waiting."""
+    import multiprocessing
+
+    from .store import Store, run_key, study_name
+
+    store = Store(url, study_name("sweep", *config))
+
+    def local(run: dict) -> dict:
+        return _run_here([run], on_run)[0].as_dict()
+
+    def execute_all(runs: list[dict]) -> list[Run]:
+        if not runs:
+            return []
+        keys = [run_key(r) for r in runs]
+        store.plan(runs)
+        idle, context = 0, multiprocessing.get_context("spawn")
+        helpers = [context.Process(target=_worker, args=(store.url, store.name))
+                   for _ in range(workers - 1)]  # for the first round; re-runs are done here
+        while idle < max_waits:
+            for helper in helpers:
+                helper.start()
+            store.work(local)
+            for helper in helpers:
+                helper.join()
+            helpers = []
+            if store.complete(keys):
+                break
+            idle = 0 if store.wait_for_stale() else idle + 1
+        results = store.results()
+        missing = [k for k in keys if k not in results]
+        if missing:
+            raise RuntimeError(f"{len(missing)} planned runs did not complete, e.g. {missing[0]}")
+        return [Run(**results[k]) for k in keys]
+
+    return execute_all
+
+
+def _worker(url: str, study: str) -> None:
+    from .store import Store
+
+    Store(url, study).work(lambda run: execute(run).as_dict())
+
+
+def _tune_tpe(plan: Callable[[float], dict], lrs: Sequence[float],
+              execute_all: Callable[[list[dict]], list[Run]]) -> list[Run]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    runs = []
+    for _ in range(len(lrs)):
+        trial = study.ask()
+        (run,) = execute_all([plan(trial.suggest_float("lr", min(lrs), max(lrs), log=True))])
+        study.tell(trial, run.final if math.isfinite(run.final) else 1e300)
+        runs.append(run)
+    return runs
 
 
 def performance_profile(summaries: Sequence[Summary], taus: Sequence[float] = (1, 2, 4, 8, 16)
                         ) -> dict[str, list[float]]:
     """optimizer → ρ(τ) for each τ: the fraction of tasks solved within τ × the best steps."""
-    tasks = sorted({s.task for s in summaries})
+    tasks = sorted({s.problem for s in summaries})
     optimizers = sorted({s.optimizer for s in summaries})
-    cost = {(s.task, s.optimizer): s.steps_to_target for s in summaries}
+    cost = {(s.problem, s.optimizer): s.steps_to_target for s in summaries}
     profile = {}
     for name in optimizers:
         ratios = []
@@ -220,47 +291,3 @@ def performance_profile(summaries: Sequence[Summary], taus: Sequence[float] = (1
                           else math.inf)
         profile[name] = [sum(r <= tau for r in ratios) / len(tasks) for tau in taus]
     return profile
-
-
-def _stored_sweep(store, tasks, optimizers, lrs, seeds, flavor, on_run, workers):
-    def run(task, name, lr, seed):
-        return {"task": task, "optimizer": name, "lr": float(lr), "seed": seed, "flavor": flavor}
-
-    tuning = [run(t, o, lr, TUNING_SEED) for t in tasks for o in optimizers for lr in lrs]
-    done = _drive(store, tuning, workers, on_run)
-    results = list(done.values())
-    best = {}
-    for r in results:
-        key = (r["task"], r["optimizer"])
-        if key not in best or (r["final_test"], r["lr"]) < (best[key]["final_test"],
-                                                            best[key]["lr"]):
-            best[key] = r
-    extra = [run(t, o, best[(t, o)]["lr"], seed) for t in tasks for o in optimizers
-             for seed in range(TUNING_SEED + 1, TUNING_SEED + 1 + seeds)]
-    more = list(_drive(store, extra, workers, on_run).values())
-    summaries = []
-    for t in tasks:
-        for o in optimizers:
-            chosen = best[(t, o)]
-            runs = [RunResult(**r) for r in more if r["task"] == t and r["optimizer"] == o]
-            sensitivity = {r["lr"]: r["final_test"] for r in results
-                           if r["task"] == t and r["optimizer"] == o}
-            summaries.append(Summary(t, o, chosen["lr"], sensitivity, runs))
-    return summaries
-
-
-def _tune_tpe(task, name, lrs, flavor, on_run) -> list[RunResult]:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    runs = []
-    for _ in range(len(lrs)):
-        trial = study.ask()
-        lr = trial.suggest_float("lr", min(lrs), max(lrs), log=True)
-        run = run_task(task, name, lr, TUNING_SEED, flavor=flavor)
-        study.tell(trial, run.final_test if math.isfinite(run.final_test) else 1e300)
-        runs.append(run)
-        if on_run:
-            on_run(run)
-    return runs

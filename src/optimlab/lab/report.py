@@ -1,9 +1,8 @@
 """The lab's report: one self-contained HTML page (images and GIFs embedded) with the
 leaderboards (95 % confidence intervals, the group tied with the best), curves with seed
 bands, learning-rate sensitivity, the performance profile, the property table and the
-animations; plus CSV and JSON of every run.
-
-``suite()`` is the default quick suite that ``make run`` runs.
+animations; plus CSV and JSON of every run. It renders results: the experiments are run by
+the commands and by :mod:`optimlab.lab.suite`.
 """
 
 from __future__ import annotations
@@ -14,25 +13,24 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .compare import Result, compare
 from .figures import animation, curves, profile, seeds_in_words, styles
-from .properties import Properties, measure
-from .protocol import TUNING_SEED, Summary, mark_ties, performance_profile, sweep
+from .problems import SURFACES
+from .properties import Properties
+from .protocol import TUNING_SEED, Summary, mark_ties, performance_profile
 from .stats import ALPHA
 from .tasks import get_task
 
-__all__ = ["Report", "suite", "write"]
+__all__ = ["Report", "write", "exported"]
 
 TAUS = (1, 2, 4, 8, 16)
 
 
 @dataclass
 class Report:
-    surfaces: list[Result] = field(default_factory=list)
-    summaries: list[Summary] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)  # surfaces and tasks
     properties: list[Properties] = field(default_factory=list)
     animations: list[str] = field(default_factory=list)  # GIF / PNG paths
     ablation: list = field(default_factory=list)  # optimlab.lab.ablation.Row
@@ -89,10 +87,6 @@ LR_MEANING = {
 }
 
 
-def _not_applicable(s: Summary) -> str | None:
-    return next((r.not_applicable for r in s.runs if getattr(r, "not_applicable", None)), None)
-
-
 def _budget(ranked: list[Summary], steps: int) -> str:
     """The sentence under a leaderboard that says how many runs each optimizer got."""
     groups: dict[tuple[int, int], list[str]] = {}
@@ -131,6 +125,12 @@ document.body.setAttribute('data-broken-images',String(b));
 document.body.setAttribute('data-images',String(document.images.length));});</script>"""
 
 
+def exported(summaries: Sequence[Summary]) -> dict[str, list[dict]]:
+    """The JSON of a sweep: each surface's best run, and each task's summary with its runs."""
+    return {"surfaces": [s.runs[0].as_dict() for s in summaries if s.problem in SURFACES],
+            "tasks": [s.as_dict() for s in summaries if s.problem not in SURFACES]}
+
+
 def write(report: Report, out: str) -> str:
     """Write ``out/index.html``, ``out/runs.csv`` and ``out/runs.json``; returns the page."""
     os.makedirs(out, exist_ok=True)
@@ -138,10 +138,12 @@ def write(report: Report, out: str) -> str:
     report.summaries = list({id(s): s for s in report.summaries}.values())  # each once
     mark_ties(report.summaries)
     style = styles([s.optimizer for s in report.summaries])
+    surfaces = [s for s in report.summaries if s.problem in SURFACES]
+    tasks = [s for s in report.summaries if s.problem not in SURFACES]
     parts = [f"<h1>optimlab report</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}{took}. "
              f"Every optimizer's learning rate is tuned on a log grid with a fixed budget; "
              f"trainable tasks re-run the best setting with several seeds.</p>"]
-    seeds = sorted({len(s.runs) for s in report.summaries})
+    seeds = sorted({len(s.runs) for s in tasks})
     if seeds:
         few = (f" <b>Only {seeds[0]} seed{'s' * (seeds[0] != 1)}</b> here (a quick run; "
                f"<code>optimlab compare</code> uses 5 by default): the intervals are rough and "
@@ -154,27 +156,26 @@ def write(report: Report, out: str) -> str:
             f"of the mean over the seeds (10,000 resamples, fixed generator; too narrow for "
             f"few seeds). Rows tied with the best (highlighted) are not different from it by "
             f"Welch's t-test, Holm-corrected, α = {ALPHA:g}.{few}</p>")
-    surfaces = sorted({r.problem for r in report.surfaces})
     if surfaces:
         parts.append("<h2>2-D surfaces</h2>")
-        for name in surfaces:
-            rows = sorted((r for r in report.surfaces if r.problem == name),
-                          key=lambda r: (r.final_loss, r.optimizer))
+        for name in sorted({s.problem for s in surfaces}):
+            rows = [s.runs[0] for s in sorted((s for s in surfaces if s.problem == name),
+                                              key=lambda s: (s.mean, s.optimizer))]
             parts.append(f"<h3>{html.escape(name)}</h3>" + _table(
                 ["rank", "optimizer", "lr", "final loss", "distance to minimum",
                  "steps to target"],
-                [(i, r.optimizer, f"{r.lr:.3g}", "diverged" if r.diverged else _fmt(r.final_loss),
+                [(i, r.optimizer, f"{r.lr:.3g}", "diverged" if r.diverged else _fmt(r.final),
                   _fmt(r.distance), r.steps_to_target or "—")
-                 if getattr(r, "not_applicable", None) is None else
+                 if r.not_applicable is None else
                  ("—", r.optimizer, "—", f"not applicable: {r.not_applicable}", "—", "—")
                  for i, r in enumerate(rows, 1)])
                 + "<p class='tie'>Deterministic runs (one fixed start, no data noise): no "
                   "confidence interval or tie test applies.</p>")
-    tasks = sorted({s.task for s in report.summaries})
     if tasks:
         parts.append("<h2>Trainable tasks: leaderboards</h2>")
-        for name in tasks:
-            ranked = sorted((s for s in report.summaries if s.task == name),
+        names = sorted({s.problem for s in tasks})
+        for name in names:
+            ranked = sorted((s for s in tasks if s.problem == name),
                             key=lambda s: (s.mean, s.optimizer))
             spec = get_task(name)
             parts.append(f"<h3>{html.escape(name)} — {html.escape(spec.description)} "
@@ -186,19 +187,20 @@ def write(report: Report, out: str) -> str:
                                _tied(s, i), _fmt(s.best), _fmt(s.steps_to_target),
                                _fmt(s.seconds_to_target),
                                _fmt(sum(r.seconds for r in s.runs) / len(s.runs)))
-                              if _not_applicable(s) is None else
-                              ("—", s.optimizer, "—", f"not applicable: {_not_applicable(s)}",
+                              if s.not_applicable is None else
+                              ("—", s.optimizer, "—", f"not applicable: {s.not_applicable}",
                                *["—"] * 7)
                               for i, s in enumerate(ranked, 1)],
                              ["tied" if s.tied_with_best else "" for s in ranked])
                          + _tied_group(ranked)
-                         + _budget([s for s in ranked if _not_applicable(s) is None],
+                         + _budget([s for s in ranked if s.not_applicable is None],
                                    spec.steps))
-            parts.append(curves(name, [s for s in ranked if _not_applicable(s) is None], style))
-        if len(tasks) > 1:
+            parts.append(curves(name, [s for s in ranked if s.not_applicable is None], style))
+        if len(names) > 1:
+            applicable = [s for s in tasks if s.not_applicable is None]
             parts.append("<h2>Performance profile</h2>" + profile(
-                performance_profile(report.summaries, TAUS), TAUS, tasks=len(tasks),
-                seeds=seeds_in_words([len(s.runs) for s in report.summaries]), style=style))
+                performance_profile(applicable, TAUS), TAUS, tasks=len(names),
+                seeds=seeds_in_words([len(s.runs) for s in tasks]), style=style))
     if report.classics:
         parts.append("<h2>The classic comparisons, re-run here</h2>"
                      + _table(["claim", "what we observe"], report.classics))
@@ -209,7 +211,7 @@ def write(report: Report, out: str) -> str:
             [(p.optimizer, "yes" if p.adaptive else "no", f"{p.gradient_scale_passed:.3g}",
               "yes" if p.consistent_units else "no", f"{p.units_ratio:.3g}",
               "yes" if p.escapes_saddle else "no", p.saddle_steps)
-             if getattr(p, "not_applicable", None) is None else
+             if p.not_applicable is None else
              (p.optimizer, f"not applicable: {p.not_applicable}", *["—"] * 5)
              for p in report.properties]))
     if report.ablation:
@@ -227,13 +229,12 @@ def write(report: Report, out: str) -> str:
     index = os.path.join(out, "index.html")
     with open(index, "w", encoding="utf-8") as f:
         f.write(page)
-    runs = [{"kind": "surface", **r.as_dict()} for r in report.surfaces]
-    runs += [{"kind": "task", "tuned_lr": s.lr, **{k: v for k, v in r.as_dict().items()
-                                                   if k != "curve"}}
-             for s in report.summaries for r in s.runs]
+    runs = [{"kind": kind, "tuned_lr": s.lr, **{k: v for k, v in r.as_dict().items()
+                                                if k != "curve"}}
+            for kind, group in (("surface", surfaces), ("task", tasks))
+            for s in group for r in s.runs]
     with open(os.path.join(out, "runs.json"), "w") as f:
-        json.dump({"surfaces": [r.as_dict() for r in report.surfaces],
-                   "tasks": [s.as_dict() for s in report.summaries],
+        json.dump({**exported(report.summaries),
                    "properties": [p.as_dict() for p in report.properties]}, f, indent=1)
     if runs:
         keys = list(dict.fromkeys(k for row in runs for k in row))
@@ -242,45 +243,3 @@ def write(report: Report, out: str) -> str:
             writer.writeheader()
             writer.writerows(runs)
     return index
-
-
-def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
-          surfaces: Sequence[str] = ("rosenbrock", "beale"),
-          tasks: Sequence[str] = ("noisy_quadratic", "digits_mlp"),
-          lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0),
-          surface_steps: int = 500, seeds: int = 2, storage: str | None = None,
-          animate: Sequence[str] = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "nadam"),
-          ablation_seeds: int = 2, ablation_epochs: int = 12,
-          on_run: Callable[[object], None] | None = None) -> str:
-    """The default quick suite: every optimizer on the 2-D surfaces, the noisy quadratic and
-    digits, the property table and the animations; writes ``out/index.html``."""
-    from ..optim import names
-    from .animate import animate_saddle, animate_surface, learning_rate_figure
-
-    start = time.perf_counter()
-    optimizers = list(optimizers or names(closure=False))  # the loops call step() alone
-    report = Report()
-    report.surfaces = compare(list(surfaces), optimizers, steps=surface_steps, lrs=list(lrs),
-                              on_run=on_run)
-    store = None
-    if storage is not None and tasks:
-        from .store import Store, study_name
-
-        store = Store(storage, study_name("suite", list(tasks), optimizers, list(lrs), seeds))
-    report.summaries = sweep(list(tasks), optimizers, list(lrs), seeds=seeds, on_run=on_run,
-                             store=store)
-    report.properties = measure(optimizers)
-    if ablation_seeds:
-        from .ablation import ablate
-
-        report.ablation = ablate(ablation_seeds, ablation_epochs)
-    folder = os.path.join(out, "animations")
-    os.makedirs(folder, exist_ok=True)
-    if animate:
-        report.animations = [
-            animate_surface(surfaces[0], list(animate), os.path.join(folder, "surface.gif"),
-                            steps=200),
-            animate_saddle(list(animate), os.path.join(folder, "saddle.gif"), steps=200),
-            learning_rate_figure(os.path.join(folder, "learning_rates.png"))]
-    report.seconds = time.perf_counter() - start
-    return write(report, out)

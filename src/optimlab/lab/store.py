@@ -65,8 +65,9 @@ def study_name(kind: str, *config) -> str:
     return f"{kind}-{digest}"
 
 
-def run_key(task: str, optimizer: str, lr: float, seed: int, flavor: str = "torch") -> str:
-    return f"{task}|{optimizer}|{lr!r}|{seed}|{flavor}"
+def run_key(run: dict[str, Any]) -> str:
+    """A planned run's key in its sweep: problem, optimizer, learning rate, seed, flavor."""
+    return f"{run['problem']}|{run['optimizer']}|{run['lr']!r}|{run['seed']}|{run['flavor']}"
 
 
 class Store:
@@ -133,8 +134,7 @@ class Store:
                                     TrialState.COMPLETE))
             added = 0
             for run in runs:
-                key = run_key(run["task"], run["optimizer"], run["lr"], run["seed"],
-                              run.get("flavor", "torch"))
+                key = run_key(run)
                 if key not in present:
                     self.study.enqueue_trial({}, user_attrs={"key": key,
                                                              "run": json.dumps(run)})
@@ -170,7 +170,7 @@ class Store:
 
     def work(self, execute: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Pop and execute waiting runs until none is left; returns how many this worker did.
-        ``execute(run)`` returns the result dict (its ``final_test`` is the trial's value).
+        ``execute(run)`` returns the result dict (its ``final`` is the trial's value).
         Each trial records its worker as ``"host:pid"`` in the ``worker`` user attribute."""
         import optuna
         from optuna.trial import TrialState
@@ -189,7 +189,7 @@ class Store:
             last["executed"] = True
             trial.set_user_attr("result", json.dumps(result))
             done[0] += 1
-            value = result.get("final_test", float("inf"))
+            value = result.get("final", float("inf"))
             return value if value < 1e300 else 1e300
 
         while True:

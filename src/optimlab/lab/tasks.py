@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -19,11 +20,11 @@ from torch import Tensor, nn
 from .. import data
 from .. import nn as onn
 from .construct import build, not_applicable
+from .problems import Run
 from .stepping import mode
 from .stepping import step as optimizer_step
 
-__all__ = ["Task", "TASKS", "RunResult", "run_task", "get_task", "METRICS", "SCHEDULES",
-           "parse_optimizer"]
+__all__ = ["Task", "TASKS", "run_task", "get_task", "METRICS", "SCHEDULES", "parse_optimizer"]
 
 #: what a task's metric may be: classification error, the loss, or the loss in bits per
 #: character (cross-entropy in nats / ln 2); lower is better for each.
@@ -61,6 +62,13 @@ class Task:
     description: str = ""
     split: str = "test"
     loss_unit: str = "nats"
+    #: runs differ by seed (the model's initialization and the batches' order)
+    seeded: ClassVar[bool] = True
+
+    def run(self, optimizer: str, lr: float, seed: int = 0, *, flavor: str = "torch") -> Run:
+        """One run of the task's budget: :func:`run_task` (``"name+schedule"`` names a
+        learning-rate schedule)."""
+        return run_task(self, optimizer, lr, seed, flavor=flavor)
 
     def __post_init__(self):
         if self.metric not in METRICS:
@@ -239,28 +247,6 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-@dataclass
-class RunResult:
-    """One optimizer at one learning rate and seed on one task."""
-
-    task: str
-    optimizer: str
-    lr: float
-    seed: int
-    curve: list[dict[str, float]] = field(default_factory=list)  # step, train_loss, test
-    final_test: float = math.inf
-    best_test: float = math.inf
-    steps_to_target: int | None = None
-    seconds_to_target: float | None = None
-    seconds: float = 0.0
-    diverged: bool = False
-    #: why the optimizer does not apply to the task's model (None: it does; then not run)
-    not_applicable: str | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 @torch.no_grad()
 def _evaluate(task: Task, model: nn.Module, split: data.Split) -> float:
     model.eval()
@@ -287,7 +273,7 @@ def parse_optimizer(optimizer: str, schedule: str | None = None) -> tuple[str, s
 
 def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
              evaluations: int = 20, flavor: str = "torch",
-             schedule: str | None = None) -> RunResult:
+             schedule: str | None = None) -> Run:
     """Train with ``optimizer`` at ``lr`` for the task's step budget, evaluating the metric
     ``evaluations`` times; a non-finite or exploding loss ends the run as diverged.
 
@@ -302,7 +288,7 @@ def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
     task = get_task(task) if isinstance(task, str) else task
     name, schedule = parse_optimizer(optimizer, schedule)
     model, train, test = task.build(seed)
-    result = RunResult(task.name, f"{name}+{schedule}" if schedule else name, lr, seed)
+    result = Run(task.name, f"{name}+{schedule}" if schedule else name, lr, seed)
     result.not_applicable = not_applicable(name, model, flavor=flavor)
     if result.not_applicable is not None:
         return result
@@ -344,11 +330,11 @@ def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
             mode(opt, training=True)
             evaluating = time.perf_counter() - start - trained
             result.curve.append({"step": step, "train_loss": value, "test": metric})
-            result.best_test = min(result.best_test, metric)
+            result.best = min(result.best, metric)
             if result.steps_to_target is None and metric <= task.target:
                 result.steps_to_target = step
                 result.seconds_to_target = trained
     result.seconds = time.perf_counter() - start
     if not result.diverged and result.curve:
-        result.final_test = result.curve[-1]["test"]
+        result.final = result.curve[-1]["test"]
     return result

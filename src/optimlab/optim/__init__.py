@@ -5,14 +5,18 @@
 """
 
 from . import transforms
+from .adafactor import Adafactor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
+from .muon import Muon, muon_param_groups
 from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
+from .soap import SOAP
 from .transforms import chain
+from .trust import LARS, Lamb
 from .zoo import (
     ASGD,
     REGISTRY,
@@ -37,5 +41,6 @@ __all__ = [
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",
     "RAdam", "Rprop", "ASGD", "LBFGS", "ScheduleFreeAdamW", "ScheduleFreeSGD", "Prodigy",
-    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix",
+    "Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix", "SOAP", "Lamb", "LARS", "Muon",
+    "muon_param_groups", "Adafactor",
 ]

@@ -76,16 +76,18 @@ def scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def preprocess(p: Tensor, g: Tensor, hp: Hyper, dtype: torch.dtype | None
-               ) -> tuple[Tensor, Tensor]:
+def preprocess(p: Tensor, g: Tensor, hp: Hyper, dtype: torch.dtype | None,
+               chain: Chain) -> tuple[Tensor, Tensor]:
     """The parameter and gradient as the chain sees them: in ``dtype`` (the optimizer's
     ``state_dtype``) if given, the gradient negated with ``maximize`` and with coupled (L2)
-    weight decay added. The parameter is a copy when converted, else ``p`` itself."""
+    weight decay added (unless the chain owns it: LARS's trust ratio). The parameter is a copy
+    when converted, else ``p`` itself."""
     if dtype is not None and p.dtype != dtype:
         p, g = p.to(dtype), g.to(dtype)
     if hp.on("maximize"):
         g = -g
-    if hp.on("weight_decay") and not hp.on("decoupled_weight_decay"):
+    if (hp.on("weight_decay") and not hp.on("decoupled_weight_decay")
+            and not chain.owns_coupled_weight_decay):
         g = g + hp["weight_decay"] * p
     return p, g
 
@@ -99,7 +101,7 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
     computed in that precision and rounded once into the parameter.
     """
     target = p
-    p, g = preprocess(p, g, hp, dtype)
+    p, g = preprocess(p, g, hp, dtype, chain)
     if (hp.on("weight_decay") and hp.on("decoupled_weight_decay")
             and not chain.owns_decoupled_weight_decay):  # else the chain decays in its own way
         p.mul_(1 - hp["lr"] * hp["weight_decay"])
@@ -154,16 +156,18 @@ def advance(opt: Optimizer, state: dict[str, Any], fresh: bool) -> float:
 
 
 class _StateView(dict):
-    """A parameter's state as the chain sees it (each tensor through ``to``); writes go back to
-    the state through ``back``."""
+    """A parameter's state as the chain sees it (each tensor through ``to``, but the entries
+    named in ``keep``); writes go back to the state through ``back``."""
 
-    def __init__(self, state: dict[str, Any], to: Callable, back: Callable):
-        super().__init__({k: to(v) if torch.is_tensor(v) else v for k, v in state.items()})
-        self._state, self._back = state, back
+    def __init__(self, state: dict[str, Any], to: Callable, back: Callable,
+                 keep: frozenset[str] = frozenset()):
+        super().__init__({k: to(v) if torch.is_tensor(v) and k not in keep else v
+                          for k, v in state.items()})
+        self._state, self._back, self._keep = state, back, keep
 
     def __setitem__(self, key: str, value: Tensor) -> None:
         super().__setitem__(key, value)
-        self._state[key] = self._back(value)
+        self._state[key] = value if key in self._keep else self._back(value)
 
 
 def _real(t: Tensor) -> Tensor:
@@ -176,6 +180,13 @@ def _stack_of_one(t: Tensor) -> Tensor:
 
 def _unstack(t: Tensor) -> Tensor:
     return t if t.dim() == 0 else t.squeeze(0)
+
+
+def scalar_keys(opt: Optimizer, hp: Hyper) -> frozenset[str]:
+    """The names of the chain's scalar (0-d) state, and ``step``: what is 0-d for a 1-element
+    1-D parameter. For a 0-d parameter, the other 0-d entries are buffers shaped like it."""
+    probe = opt.chain.init(torch.zeros(1, device="meta"), hp)
+    return frozenset(k for k, v in probe.items() if v.dim() == 0) | {"step"}
 
 
 class ReferenceEngine:
@@ -225,15 +236,19 @@ class ReferenceEngine:
                                  f"are not supported (split them with torch.view_as_real)")
             p, g, view = _real(p), _real(g), _StateView(state, _real, lambda t: t)
         if opt.chain.scope == "tensor":  # a stack of one tensor
-            p, g, view = p.unsqueeze(0), g.unsqueeze(0), _StateView(state, _stack_of_one,
-                                                                    _unstack)
+            if p.dim() == 0:  # its buffers are 0-d too: every entry but the scalar state
+                view = _StateView(state, lambda t: t.unsqueeze(0), lambda t: t.squeeze(0),
+                                  scalar_keys(opt, hp))
+            else:
+                view = _StateView(state, _stack_of_one, _unstack)
+            p, g = p.unsqueeze(0), g.unsqueeze(0)
         return p, g, view, step
 
     @staticmethod
     def reduce(opt: Optimizer, hp: Hyper, p: Tensor, g: Tensor, view: Mapping, step: float,
                totals: dict[str, Tensor]) -> None:
         """This parameter's share of the chain's global reduction."""
-        p, g = preprocess(p, g, hp, opt.state_dtype)
+        p, g = preprocess(p, g, hp, opt.state_dtype, opt.chain)
         add_totals(totals, opt.chain.reduce(g, view, p, hp))
 
     @staticmethod
@@ -463,8 +478,11 @@ class PackedEngine:
             shape = tuple(p.shape) if stacked else (2,)
             if shape not in layouts:
                 probe = opt.chain.init(torch.zeros(shape, device="meta"), hp)
-                layouts[shape] = (probe, sorted(k for k, v in probe.items() if v.dim() > 0),
-                                  sorted({k for k, v in probe.items() if v.dim() == 0}
+                # a 0-d parameter's buffers are 0-d: tell them from scalar state by the
+                # state of a 1-element 1-D parameter
+                kinds = probe if shape else opt.chain.init(torch.zeros(1, device="meta"), hp)
+                layouts[shape] = (probe, sorted(k for k, v in kinds.items() if v.dim() > 0),
+                                  sorted({k for k, v in kinds.items() if v.dim() == 0}
                                          | ({"step"} if opt.counts_steps else set())))
             return layouts[shape]
 
@@ -597,7 +615,7 @@ class PackedEngine:
             self._device = pack.device
             param, grad, _ = pack.operands(self.scratch(0))  # the parameters are not changed
             for p, g, buffers in self.pieces(pack, param, grad):
-                p, g = preprocess(p, g, hp, opt.state_dtype)
+                p, g = preprocess(p, g, hp, opt.state_dtype, opt.chain)
                 add_totals(totals, opt.chain.reduce(g, {**buffers, **scalars}, p, hp))
 
     def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
@@ -680,7 +698,28 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) ->
         for param, grad, buffers in pieces:
             apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
 
-    return torch.compile(fused, dynamic=True)
+    compiled = torch.compile(fused, dynamic=True)
+    failed: list[str] = []
+
+    def kernel(*args):
+        """The compiled kernel, or, once torch.compile has failed to generate code for this
+        chain (a compiler bug; it fails before running anything), the same function eager,
+        announced once. Inductor's CPU backend cannot compile LARS's step over stacks of two
+        or more same-shaped matrices in torch 2.13 (``KeyError: 'bufN'``, an outer-loop
+        fusion of a per-tensor scalar with in-place updates; pytorch/pytorch#196570)."""
+        if not failed:
+            import torch._dynamo.exc
+
+            try:
+                return compiled(*args)
+            except torch._dynamo.exc.BackendCompilerFailed as error:
+                reason = str(error).strip().splitlines()[0]
+                failed.append(reason)
+                warnings.warn(f"torch.compile failed on the step of {chain!r} ({reason}); "
+                              f"it runs eager", stacklevel=2)
+        return fused(*args)
+
+    return kernel
 
 
 @functools.cache
@@ -772,15 +811,21 @@ class CompiledEngine(PackedEngine):
 
     def _padding(self, signature: tuple, pack: Pack) -> list[tuple]:
         """2-element dummy pieces, one per slot (distinct, so no slot aliases another), that
-        fill the unused slots of a call."""
+        fill the unused slots of a call; for a stacked pack, stacks of one zero tensor of its
+        shape, and buffers of theirs (a tensor-scope transform may depend on the rank)."""
+        if pack.stacked:
+            signature = (*signature, tuple(pack.params[0].shape),
+                         tuple((k, tuple(v.shape[1:])) for k, v in pack.buffers.items()))
         padding = self.padding.get(signature)
         if padding is None:
-            def dummy(like):
-                return torch.zeros(2, dtype=like.dtype, device=like.device)
+            def zeros(size, like):
+                return torch.zeros(size, dtype=like.dtype, device=like.device)
+            first = pack.params[0]
+            size = (1, *first.shape) if pack.stacked else (2,)
             padding = self.padding[signature] = [
-                (torch.zeros(2, dtype=pack.dtype, device=pack.device),
-                 torch.zeros(2, dtype=pack.dtype, device=pack.device),
-                 {k: dummy(v) for k, v in pack.buffers.items()}) for _ in range(SLOTS)]
+                (zeros(size, first), zeros(size, first),
+                 {k: zeros((1, *v.shape[1:]) if pack.stacked else (2,), v)
+                  for k, v in pack.buffers.items()}) for _ in range(SLOTS)]
         return padding
 
 

@@ -239,6 +239,9 @@ class Optimizer(torch.optim.Optimizer):
     #: True if ``step`` needs a closure that re-evaluates the loss (LBFGS): code that calls
     #: ``step()`` without one lists optimizers with ``optimlab.optim.names(closure=False)``.
     needs_closure: bool = False
+    #: True if the optimizer takes 2-D parameters only (Muon): code that hands it all of a
+    #: model's parameters lists optimizers with ``optimlab.optim.names(matrices=False)``.
+    needs_matrices: bool = False
 
     @property
     def engine(self) -> str:
@@ -291,7 +294,11 @@ class Optimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------- param groups and state
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        self._validate(self.param_groups[-1])
+        try:
+            self._validate(self.param_groups[-1])
+        except ValueError:  # a refused group is not kept
+            self.param_groups.pop()
+            raise
 
     #: flavor → {group key: allowed interval}: a flavor's checks beyond the chain's own.
     FLAVOR_RANGES: Mapping[str, Mapping[str, str]] = {}

@@ -26,7 +26,22 @@ The pieces (after optax's ``GradientTransformation``; see optax/_src/transform.p
 * :class:`InterpolatedSign` — Lion's sign of an interpolation between momentum and gradient;
 * :class:`DecorrelatedAdapt` — ADOPT's normalization by the previous steps' second moment,
   clipped, before any averaging;
-* :class:`MixSlowAverage` — AdEMAMix's slow EMA of the gradient, added to the fast one.
+* :class:`MixSlowAverage` — AdEMAMix's slow EMA of the gradient, added to the fast one;
+* :class:`Delayed` — a chain that starts after k steps whose gradients only warm its state up
+  (SOAP's first gradient only initializes the preconditioner);
+* :class:`NormalizeRms` — divide each tensor by its root mean square (SOAP's
+  ``normalize_gradient``);
+* :class:`TrustRatio` — LARS's and LAMB's layer-wise trust ratio: each tensor's direction
+  rescaled to a fraction of the parameter's norm (``scope = "tensor"``);
+* :class:`Orthogonalize` — Muon's Newton–Schulz orthogonalization of each matrix, batched
+  over a stack (``scope="tensor"``);
+* :class:`AdjustedLearningRate` — η scaled by the matrix's shape (Muon's ``adjust_lr_fn``);
+* :class:`Select` — one of several chains per param group, by a string entry of the group
+  (Muon for the hidden matrices and AdamW for the rest, in one optimizer);
+* :class:`FactoredAdapt` — Adafactor's second moment, factored into row and column statistics
+  over the last two dimensions of a ≥2-D tensor (``scope = "tensor"``);
+* :class:`ClipByRms` — Adafactor's update clipping: divide by max(1, RMS(u)/d) per tensor;
+* :class:`RelativeStepSize` — Adafactor's step size max(ε₂, RMS(p))·min(η, 1/√t) per tensor.
 
 The order in the chain is the convention: ``[Momentum, LearningRate]`` is torch's SGD
 (v = μv + g, p ← p − ηv) and ``[LearningRate, Momentum]`` the classic one (v = μv + ηg,
@@ -68,6 +83,17 @@ __all__ = [
     "InterpolatedSign",
     "DecorrelatedAdapt",
     "MixSlowAverage",
+    "Delayed",
+    "NormalizeRms",
+    "TrustRatio",
+    "Orthogonalize",
+    "AdjustedLearningRate",
+    "Select",
+    "newton_schulz",
+    "FactoredAdapt",
+    "ClipByRms",
+    "RelativeStepSize",
+    "KERAS_MINMAX",
 ]
 
 State = MutableMapping[str, Tensor]
@@ -101,7 +127,7 @@ class Hyper:
 
     __slots__ = ("values", "flags")
 
-    def __init__(self, values: Mapping, flags: Mapping[str, bool] | None = None):
+    def __init__(self, values: Mapping, flags: Mapping[str, bool | str] | None = None):
         self.values = values
         self.flags = flags
 
@@ -119,21 +145,38 @@ class Hyper:
         return hyper(self.values, key) is not None
 
     def get(self, key: str, default=None):
+        """The value, or ``default`` where the group has none (None: "not given")."""
+        if self.flags is not None:  # under torch.compile only numbers are values
+            return self.values.get(key, default)
         return self[key] if key in self else default
 
     def on(self, key: str) -> bool:
         if self.flags is not None:
-            return self.flags.get(key, False)
+            return bool(self.flags.get(key, False))
         return bool(hyper(self.values, key, False))
 
+    def choice(self, key: str, default: str | None = None) -> str | None:
+        """A string-valued entry (``adjust_lr_fn="original"``), or ``default`` if it is absent
+        or None: like :meth:`on`, a Python value that selects a code path (the compiled kernel
+        is specialised on it)."""
+        if self.flags is not None:
+            value = self.flags.get(key)
+            return value if isinstance(value, str) else default
+        value = hyper(self.values, key)
+        return value if isinstance(value, str) else default
+
     @staticmethod
-    def split(group: Mapping) -> tuple[dict[str, float], dict[str, bool]]:
+    def split(group: Mapping) -> tuple[dict[str, float], dict[str, bool | str]]:
         """A group's numeric hyper-parameters (tuples flattened to ``"betas.0"``) and the
-        flags of all of them, for the compiled engine."""
+        flags of all of them, for the compiled engine; string entries (choices read with
+        :meth:`choice`) are kept as they are among the flags."""
         values: dict[str, float] = {}
-        flags: dict[str, bool] = {}
+        flags: dict[str, bool | str] = {}
         for key, value in group.items():
             if key == "params":
+                continue
+            if isinstance(value, str):
+                flags[key] = value
                 continue
             items = [(f"{key}.{i}", v) for i, v in enumerate(value)] \
                 if isinstance(value, tuple | list) else [(key, value)]
@@ -198,14 +241,15 @@ UNIT = "[0, 1]"
 UNIT_OPEN = "[0, 1)"
 
 
-REDUCTIONS = ("sum", "mean", "norm", "max")
+REDUCTIONS = ("sum", "mean", "norm", "max", "rms")
 
 
 def per_tensor(x: Tensor, reduction: str = "sum", like: Tensor | None = None) -> Tensor:
     """A reduction of each tensor of a stack (``scope = "tensor"``), shaped (B, 1, …, 1) with
     as many dimensions as ``like`` (default ``x``) so that it broadcasts against it:
     ``u / per_tensor(u, "norm")`` normalizes every tensor of the stack by its own norm.
-    ``reduction``: one of :data:`REDUCTIONS` (``"norm"`` is the L2 norm, ``"max"`` of values)."""
+    ``reduction``: one of :data:`REDUCTIONS` (``"norm"`` is the L2 norm, ``"max"`` of values,
+    ``"rms"`` the root mean square ‖x‖/√n, as torch's Adafactor computes it)."""
     flat = x.reshape(x.shape[0], -1)
     if reduction == "sum":
         out = flat.sum(1)
@@ -215,6 +259,8 @@ def per_tensor(x: Tensor, reduction: str = "sum", like: Tensor | None = None) ->
         out = torch.linalg.vector_norm(flat, dim=1)
     elif reduction == "max":
         out = flat.amax(1)
+    elif reduction == "rms":
+        out = torch.linalg.vector_norm(flat, dim=1) / flat.shape[1] ** 0.5
     else:
         raise ValueError(f"reduction={reduction!r} is not one of {REDUCTIONS}")
     return out.view(-1, *([1] * ((x if like is None else like).dim() - 1)))
@@ -236,8 +282,9 @@ class Transform:
       every buffer have a leading dimension over B tensors of the same shape (B = 1 in the
       reference engine), so per-tensor reductions (norms, trust ratios) are
       :func:`per_tensor` and matrix work (``u @ u.mT``) is batched. Buffers may have
-      any shape but 0-d (:meth:`init` gets the unstacked parameter), e.g. Adafactor's row and
-      column statistics.
+      any shape (:meth:`init` gets the unstacked parameter), e.g. Adafactor's row and
+      column statistics; a 0-d buffer is scalar state, but for a 0-d parameter, whose buffers
+      shaped like it are 0-d and are stacked as any other (B,).
 
     0-d state (``step``, NAdam's ``mu_product``) is scalar state in every scope: parameters
     whose scalar state is equal are stepped together, so it may change only in
@@ -284,9 +331,17 @@ class Transform:
     #: ``decoupled_weight_decay`` on, the base then leaves ``weight_decay`` to the chain
     #: instead of applying p ← p(1 − ηλ) (coupled L2 decay stays the base's).
     owns_decoupled_weight_decay: bool = False
+    #: True if the chain applies coupled (L2) weight decay itself, in its own form (LARS adds
+    #: λp only to the tensors it scales, inside its trust ratio): with the group's
+    #: ``decoupled_weight_decay`` off, the base then does not add λp to the gradient.
+    owns_coupled_weight_decay: bool = False
 
     def begin(self, group: dict) -> None:
         """Once per param group and step, before any parameter: update group-level state."""
+
+    def warmup(self, g: Tensor, s: State, p: Tensor, hp: Hyper) -> None:
+        """Inside :class:`Delayed`, at each of the steps before the chain starts: take what
+        the gradient ``g`` tells (SOAP's preconditioner statistics) into the buffers ``s``."""
 
     def to_eval(self, p: Tensor, s: State, hp: Hyper) -> None:
         """Move the parameter ``p`` (the user's tensor, with state ``s``) in place from the
@@ -396,6 +451,10 @@ class Chain(Transform):
     def owns_decoupled_weight_decay(self) -> bool:  # type: ignore[override]
         return any(t.owns_decoupled_weight_decay for t in self.transforms)
 
+    @property
+    def owns_coupled_weight_decay(self) -> bool:  # type: ignore[override]
+        return any(t.owns_coupled_weight_decay for t in self.transforms)
+
     def begin(self, group):
         for t in self.transforms:
             t.begin(group)
@@ -496,17 +555,21 @@ class Momentum(Transform):
     Group keys: ``momentum`` (μ; 0 turns the transform off), ``dampening`` (τ), ``nesterov``.
     The Nesterov form is Sutskever et al.'s look-ahead gradient rewritten in the current
     iterate (Sutskever, Martens, Dahl, Hinton, ICML 2013); tests check the equivalence.
-    State: ``momentum_buffer``.
+    With ``damp_first=True`` the buffer starts at 0 and every step is damped,
+    :math:`v_1 = (1-\tau) u_1` (pytorch_optimizer's LARS), instead of torch's undamped
+    :math:`v_1 = u_1`; the two agree for τ = 0. State: ``momentum_buffer``.
     """
 
     hyperparameters = {"momentum": NONNEGATIVE, "dampening": UNIT}
     state = ("momentum_buffer",)
     flags = ("nesterov",)
 
-    def __init__(self, nesterov_needs_momentum: bool = True):
+    def __init__(self, nesterov_needs_momentum: bool = True, damp_first: bool = False):
         #: torch's SGD refuses ``nesterov=True`` with μ = 0; Keras' allows it (plain SGD, as
         #: the Nesterov term μv vanishes).
         self.nesterov_needs_momentum = nesterov_needs_momentum
+        if damp_first:  # only then, so that the chains without it keep their repr
+            self.damp_first = damp_first
 
     def init(self, p, hp):
         return {"momentum_buffer": torch.zeros_like(p)} if hp.on("momentum") else {}
@@ -524,8 +587,12 @@ class Momentum(Transform):
                 f"momentum={group.get('momentum')!r}, dampening={group.get('dampening')!r}")
 
     def prepare(self, s, hp, step):
+        if not hp.on("dampening"):
+            return {}
+        if getattr(self, "damp_first", False):  # v₀ = 0: every step damped
+            return {"damped": 1 - hp["dampening"]}
         # the first step stores u undamped (torch: v₁ = u₁)
-        return {"damped": 1 - hp["dampening"] * (step > 1)} if hp.on("dampening") else {}
+        return {"damped": 1 - hp["dampening"] * (step > 1)}
 
     def update(self, u, g, s, p, hp, c):
         if not hp.on("momentum"):
@@ -545,32 +612,45 @@ class AverageGradient(Transform):
               \text{out} = m_t / (1-\beta^t) \text{ if bias-corrected, else } m_t
 
     :math:`m_0 = 0`, or the group's ``initial`` entry (Yogi's ``initial_accumulator_value``).
-    Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1. State: ``exp_avg``.
+    With ``nesterov`` (a group flag, Muon's), the output looks one step ahead:
+    :math:`\text{out} = u_t + \beta (m_t - u_t)`, computed as torch's Muon computes it
+    (``u.lerp(m, β)``). ``name`` is the buffer's state name (torch's Muon:
+    ``momentum_buffer``). Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1.
+    State: ``exp_avg`` (or ``name``).
     """
 
     state = ("exp_avg",)
 
     def __init__(self, decay: str = "betas.0", bias_correction: bool = True,
-                 initial: str | None = None):
+                 initial: str | None = None, name: str = "exp_avg",
+                 nesterov: str | None = None):
         self.decay = decay
         self.bias_correction = bias_correction
         self.hyperparameters = {decay: UNIT_OPEN}
         if initial is not None:  # only then, so that the chains without one keep their repr
             self.initial = initial
             self.hyperparameters[initial] = NONNEGATIVE
+        if name != "exp_avg":
+            self.name = name
+            self.state = (name,)
+        if nesterov is not None:
+            self.nesterov = nesterov
+            self.flags = (nesterov,)
 
     def init(self, p, hp):
         initial = getattr(self, "initial", None)
-        return {"exp_avg": torch.full_like(p, hp.get(initial, 0.0)) if initial
-                else torch.zeros_like(p)}
+        return {getattr(self, "name", "exp_avg"): torch.full_like(p, hp.get(initial, 0.0))
+                if initial else torch.zeros_like(p)}
 
     def prepare(self, s, hp, step):
         return {"correction": 1 - hp[self.decay] ** step} if self.bias_correction else {}
 
     def update(self, u, g, s, p, hp, c):
-        m = s["exp_avg"]
+        m = s[getattr(self, "name", "exp_avg")]
         m.lerp_(u, 1 - hp[self.decay])
-        return (m, 1 / c["correction"]) if self.bias_correction else m
+        nesterov = getattr(self, "nesterov", None)
+        out = u.lerp(m, hp[self.decay]) if nesterov is not None and hp.on(nesterov) else m
+        return (out, 1 / c["correction"]) if self.bias_correction else out
 
 
 class NesterovAverage(Transform):
@@ -1001,20 +1081,34 @@ class BiasCorrection(Transform):
     for a first moment that a later transform needs un-corrected — AdaBelief's statistic
     measures the gradient's deviation from :math:`m_t`, not from :math:`m_t/(1-\beta_1^t)` —
     so the chain is ``AverageGradient(bias_correction=False)``, the transform that reads
-    :math:`m_t`, then this. Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1.
+    :math:`m_t`, then this. ``power=p`` divides by :math:`(1-\beta^t)^p` (``-0.5``: Adam's
+    second-moment correction :math:`\sqrt{1-\beta_2^t}` as a factor of the step, as SOAP's
+    step size has it); ``switch`` names a group flag (SOAP's ``correct_bias``) without which
+    the transform does nothing. Reference: Kingma & Ba, "Adam", ICLR 2015, Algorithm 1.
     """
 
     linear = True
 
-    def __init__(self, decay: str = "betas.0"):
+    def __init__(self, decay: str = "betas.0", power: float = 1.0, switch: str | None = None):
         self.decay = decay
         self.hyperparameters = {decay: UNIT_OPEN}
+        if power != 1.0:  # only then, so that the chains without one keep their repr
+            self.power = power
+        if switch is not None:
+            self.switch = switch
+            self.flags = (switch,)
 
     def prepare(self, s, hp, step):
-        return {"correction": 1 - hp[self.decay] ** step}
+        switch = getattr(self, "switch", None)
+        if switch is not None and not hp.on(switch):
+            return {"factor": 1.0}
+        correction, power = 1 - hp[self.decay] ** step, getattr(self, "power", 1.0)
+        if power == 1.0:
+            return {"factor": 1 / correction}
+        return {"factor": math.sqrt(correction) if power == -0.5 else correction**-power}
 
     def update(self, u, g, s, p, hp, c):
-        return u, 1 / c["correction"]
+        return u, c["factor"]
 
 
 class FixedWeightDecay(Transform):
@@ -1029,7 +1123,9 @@ class FixedWeightDecay(Transform):
     the ``fixed_decay`` option of AdaBelief's package (and pytorch_optimizer). Place it last,
     after :class:`LearningRate`; the chain then
     :attr:`~Transform.owns_decoupled_weight_decay`. Group keys: ``weight_decay`` (λ), ``lr``
-    (η), ``fixed_decay``. Reference: Loshchilov & Hutter, "Decoupled Weight Decay
+    (η), ``fixed_decay``. With ``after_update=True`` the parameter decays after the step
+    instead, :math:`p \leftarrow (p - u)(1 - \lambda')`, i.e. out = u(1 − λ') + λ'p, as SOAP's
+    reference decays. Reference: Loshchilov & Hutter, "Decoupled Weight Decay
     Regularization", ICLR 2019.
     """
 
@@ -1037,10 +1133,16 @@ class FixedWeightDecay(Transform):
     flags = ("fixed_decay",)
     owns_decoupled_weight_decay = True
 
+    def __init__(self, after_update: bool = False):
+        if after_update:  # only then, so that the chains without one keep their repr
+            self.after_update = True
+
     def update(self, u, g, s, p, hp, c):
         if not (hp.on("weight_decay") and hp.on("decoupled_weight_decay")):
             return u
         rate = hp["weight_decay"] if hp.on("fixed_decay") else hp["lr"] * hp["weight_decay"]
+        if getattr(self, "after_update", False):  # (p − u)(1 − λ') = p − (u(1 − λ') + λ'p)
+            return (u * (1 - rate)).add_(p * rate)
         return u + p * rate
 
 
@@ -1177,3 +1279,604 @@ class MixSlowAverage(Transform):
         slow = s["exp_avg_slow"]
         slow.lerp_(g, c["weight"])
         return u + slow * c["alpha"]
+
+
+class Delayed(Chain):
+    r"""A chain that starts after ``steps`` steps: at steps t ≤ k = ``steps`` the direction is
+    0 and each transform only takes the gradient into its state (:meth:`Transform.warmup`);
+    from t = k + 1 on the chain runs as usual, counting its steps from 1 (t − k), so its bias
+    corrections and schedules start there. Decoupled weight decay in the chain
+    (:class:`FixedWeightDecay`) starts then too.
+
+    .. math:: \text{out}_t = 0 \ (t \le k), \qquad
+              \text{out}_t = \text{chain}_{t-k}(u_t) \ (t > k)
+
+    SOAP is this with k = 1: its first gradient only initializes the preconditioner, as the
+    authors' implementation does (Vyas et al., "SOAP", ICLR 2025, Algorithm 3). Give it as the
+    optimizer's whole chain (``chain()`` flattens a nested chain).
+    """
+
+    def __init__(self, transforms: Iterable[Transform], steps: int = 1):
+        super().__init__(transforms)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps={steps!r} must be an integer >= 0")
+        self.steps = steps
+
+    def prepare(self, s, hp, step) -> list[dict[str, Any]]:  # type: ignore[override]
+        if step <= self.steps:
+            return [{"warming": True}, *({} for _ in self.transforms)]
+        return [{"warming": False}, *super().prepare(s, hp, step - self.steps)]
+
+    def update(self, u, g, s, p, hp, c):
+        if c[0]["warming"]:
+            for t in self.transforms:
+                t.warmup(g, s, p, hp)
+            return torch.zeros_like(u), None
+        return super().update(u, g, s, p, hp, c[1:])
+
+    def __repr__(self) -> str:
+        return f"delayed({self.steps}, " + super().__repr__() + ")"
+
+
+class NormalizeRms(Transform):
+    r"""Divide each tensor by its root mean square:
+
+    .. math:: \text{out} = u / (\sqrt{\operatorname{mean}(u^2)} + \epsilon)
+
+    with the group flag ``switch`` on (SOAP's ``normalize_gradient``), else u unchanged. The
+    mean is over the whole tensor (:func:`per_tensor`), so the transform has ``scope =
+    "tensor"``. Group keys: ``eps``, the switch. Reference: the ``normalize_gradient`` option of
+    SOAP's implementations (pytorch_optimizer; github.com/nikhilvyas/SOAP).
+    """
+
+    scope = "tensor"
+    hyperparameters = {"eps": NONNEGATIVE}
+
+    def __init__(self, switch: str = "normalize_gradient"):
+        self.switch = switch
+        self.flags = (switch,)
+
+    def update(self, u, g, s, p, hp, c):
+        if not hp.on(self.switch):
+            return u
+        return u / per_tensor(u * u, "mean", like=u).sqrt_().add_(hp["eps"])
+class TrustRatio(Transform):
+    r"""The layer-wise trust ratio of LARS and LAMB: each tensor's direction rescaled so that
+    its norm is a fixed fraction of the parameter's.
+
+    .. math::
+        \text{out} = r\,(u + \lambda p), \qquad
+        r = \begin{cases}
+            \dfrac{c\,\lVert p\rVert}{\lVert u\rVert + \lambda\lVert p\rVert}
+                & \lVert p\rVert > 0 \text{ and } \lVert u\rVert + \lambda\lVert p\rVert > 0 \\
+            1 & \text{else}\end{cases}
+
+    with the L2 norms of the whole tensor (:func:`per_tensor`), c the group's
+    ``trust_coefficient`` (``coefficient``; 1 without one) and λ the group's ``weight_decay``
+    where this transform owns the coupled decay (``weight_decay=True``, with the group's
+    ``decoupled_weight_decay`` off; else λ = 0). The denominator is ‖u‖ + λ‖p‖, the bound of
+    ‖u + λp‖ by the triangle inequality, as LARS defines it (not ‖u + λp‖ itself).
+
+    With c = 1 and λ = 0 (LAMB) every tensor's step has the norm η‖p‖ whatever the scale of u:
+    :math:`r u = \lVert p\rVert\, u / \lVert u\rVert`. A parameter or direction of norm 0
+    keeps r = 1 (a tensor initialized at zero still moves). Tensors with fewer than
+    ``min_ndim`` dimensions pass through unchanged, neither scaled nor decayed
+    (pytorch_optimizer's LARS adapts only tensors with ``ndim > 1``: ``min_ndim=2``; biases
+    and normalization scales take a plain step). With ``weight_decay=True`` the chain
+    :attr:`~Transform.owns_coupled_weight_decay`: the base does not also add λp to the
+    gradient. References: You, Gitman, Ginsburg, "Large Batch Training of Convolutional
+    Networks", arXiv:1708.03888 (2017), eq. (6) (LARS); You et al., "Large Batch Optimization
+    for Deep Learning: Training BERT in 76 minutes", ICLR 2020, Algorithm 2 (LAMB).
+    """
+
+    scope = "tensor"
+
+    def __init__(self, coefficient: str | None = None, weight_decay: bool = False,
+                 min_ndim: int = 0):
+        self.coefficient, self.weight_decay, self.min_ndim = coefficient, weight_decay, min_ndim
+        self.hyperparameters = {coefficient: NONNEGATIVE} if coefficient else {}
+        if weight_decay:
+            self.owns_coupled_weight_decay = True
+            self.hyperparameters["weight_decay"] = NONNEGATIVE
+
+    def update(self, u, g, s, p, hp, c):
+        if p.dim() - 1 < self.min_ndim:  # p is a stack: its first dimension counts tensors
+            return u
+        norm = per_tensor(p, "norm")
+        denominator = per_tensor(u, "norm")
+        if self.weight_decay and hp.on("weight_decay") and not hp.on("decoupled_weight_decay"):
+            decay = hp["weight_decay"]
+            denominator = denominator + norm * decay
+            u = u + p * decay
+        numerator = norm * hp[self.coefficient] if self.coefficient else norm
+        ratio = torch.where((norm > 0) & (denominator > 0), numerator / denominator, 1.0)
+        return u * ratio
+
+
+
+#: where ε enters the normalization of :class:`Orthogonalize`: ``X / max(‖X‖_F, ε)`` (torch's
+#: Muon) or ``X / (‖X‖_F + ε)`` (Keras' Muon).
+NORMALIZATIONS = ("clamp", "add")
+
+
+def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dtype | None,
+                  normalization: str = "clamp", batched: bool = False) -> Tensor:
+    r"""The quintic Newton–Schulz iteration on a stack of matrices (B, m, n).
+
+    .. math::
+        X_0 = \frac{G}{\max(\lVert G\rVert_F, \epsilon)}, \qquad
+        A_k = X_k X_k^\top, \qquad X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
+
+    with each matrix transposed first (and back after) where m > n, so that the Gram matrix
+    is the smaller one. It drives every singular value of G towards 1 (to roughly
+    Uniform(0.5, 1.5) with the default coefficients): about :math:`UV^\top` for the SVD
+    :math:`G = USV^\top`. With ``dtype`` the iteration runs in that dtype (torch's Muon casts
+    to bfloat16) and the result is in it.
+
+    ``batched=False`` runs the iteration on each matrix of the stack with the 2-D operators
+    torch's Muon uses (``@``, ``Tensor.norm``, ``torch.addmm``), so that the result is torch's
+    bit for bit; ``batched=True`` runs it once on the whole stack (``torch.baddbmm``), fewer
+    and larger products, whose bfloat16 results may differ from the 2-D ones by a rounding of
+    the accumulation (measured on CPU: about one element in 10⁴ by one bfloat16 ulp).
+    ``x`` is not modified.
+    """
+    if not batched and x.dim() == 3:
+        return torch.stack([newton_schulz(m, coefficients, steps, eps, dtype, normalization)
+                            for m in x])
+    a, b, c = (float(k) for k in coefficients)
+    addmm = torch.addmm if x.dim() == 2 else torch.baddbmm
+    x = x.to(x.dtype if dtype is None else dtype, copy=True)
+    wide = x.size(-2) > x.size(-1)
+    if wide:
+        x = x.mT
+    norm = x.norm() if x.dim() == 2 else torch.linalg.vector_norm(x, dim=(-2, -1),
+                                                                    keepdim=True)
+    eps = float(eps)
+    x.div_(norm.clamp(min=eps) if normalization == "clamp" else norm.add(eps))
+    for _ in range(int(steps)):
+        gram = x @ x.mT
+        x = addmm(x, addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if wide else x
+
+
+@torch.library.custom_op("optimlab::newton_schulz", mutates_args=())
+def _newton_schulz_op(x: Tensor, numbers: Tensor, dtype: torch.dtype | None,
+                      normalization: str, batched: bool) -> Tensor:
+    """:func:`newton_schulz` as one opaque operator of a compiled graph (numbers: a, b, c,
+    steps, ε), so that ``torch.compile`` runs it as eager torch does: the same matrix
+    products in the same dtype, bit for bit."""
+    a, b, c, steps, eps = numbers.tolist()
+    return newton_schulz(x, (a, b, c), int(steps), eps, dtype, normalization,
+                         batched).contiguous()
+
+
+@_newton_schulz_op.register_fake
+def _(x, numbers, dtype, normalization, batched):
+    return torch.empty_like(x, dtype=x.dtype if dtype is None else dtype)
+
+
+class Orthogonalize(Transform):
+    r"""Muon's update direction: the incoming matrix orthogonalized by a Newton–Schulz
+    iteration, :math:`\text{out} = \mathrm{NS}^{(a,b,c)}_k(u;\ \epsilon)` (see
+    :func:`newton_schulz`), batched over a stack of same-shaped matrices
+    (``scope = "tensor"``).
+
+    Group keys: ``ns_coefficients`` (a, b, c), ``ns_steps`` (k, an integer in [0, 100), as
+    torch's Muon allows), ``eps``. ``dtype``: the precision of the iteration (torch's Muon:
+    ``torch.bfloat16`` whatever the parameter's dtype, so a float64 Muon is not more precise
+    than a float32 one; ``None``: the direction's own dtype, as Keras' Muon); the output is
+    returned in the direction's dtype (exact: each bfloat16 value is a float64 one).
+    ``normalization``: one of :data:`NORMALIZATIONS`. ``batched``: one iteration over the
+    whole stack instead of one per matrix (faster for many small matrices; not bit-equal to
+    torch's, see :func:`newton_schulz`). Only 2-D parameters: the stack is (B, m, n).
+    Reference: Jordan et al., "Muon: An optimizer for hidden layers in neural
+    networks" (2024, kellerjordan.github.io/posts/muon); torch.optim.Muon's
+    ``_zeropower_via_newtonschulz``.
+    """
+
+    scope = "tensor"
+    hyperparameters = {"eps": NONNEGATIVE, "ns_steps": "[0, 100)"}
+
+    def __init__(self, dtype: torch.dtype | None = torch.bfloat16,
+                 normalization: str = "clamp", batched: bool = False):
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization={normalization!r} is not one of {NORMALIZATIONS}")
+        self.dtype, self.normalization = dtype, normalization
+        if batched:  # only then, so that the chains without it keep their repr
+            self.batched = batched
+
+    def validate(self, group):
+        super().validate(group)
+        steps = group.get("ns_steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
+            raise ValueError(f"ns_steps={steps!r} must be an integer in [0, 100)")
+        coefficients = group.get("ns_coefficients")
+        if coefficients is not None and not (
+                isinstance(coefficients, tuple | list) and len(coefficients) == 3
+                and all(isinstance(k, int | float) and not isinstance(k, bool)
+                        and math.isfinite(k) for k in coefficients)):
+            raise ValueError(f"ns_coefficients={coefficients!r} is not allowed: give three "
+                             f"finite numbers (a, b, c) of the Newton–Schulz polynomial")
+
+    def update(self, u, g, s, p, hp, c):
+        if u.dim() != 3:
+            raise ValueError(f"Orthogonalize needs 2-D parameters (a stack of matrices), got "
+                             f"a stack of shape {tuple(u.shape)}")
+        numbers = [hp[f"ns_coefficients.{i}"] for i in range(3)] + [hp["ns_steps"], hp["eps"]]
+        batched = getattr(self, "batched", False)
+        if any(isinstance(n, Tensor) for n in numbers):  # under torch.compile: 0-d tensors
+            stacked = torch.stack([torch.as_tensor(n, dtype=torch.float64) for n in numbers])
+            out = _newton_schulz_op(u, stacked, self.dtype, self.normalization, batched)
+        else:
+            out = newton_schulz(u, numbers[:3], numbers[3], numbers[4], self.dtype,
+                                self.normalization, batched)
+        return out.to(u.dtype)
+
+
+#: Muon's learning-rate adjustments by the matrix's shape (A, B) (torch's ``adjust_lr_fn``).
+ADJUSTMENTS = ("original", "match_rms_adamw")
+
+
+class AdjustedLearningRate(LearningRate):
+    r"""The learning rate scaled by the shape (A, B) of each matrix, so that orthogonalized
+    updates of rectangular matrices have a consistent RMS (torch's Muon's ``adjust_lr_fn``):
+
+    .. math:: \eta' = \eta \cdot \begin{cases}
+                  \sqrt{\max(1, A/B)} & \text{"original" (Keller Jordan's; None)} \\
+                  0.2\,\sqrt{\max(A, B)} & \text{"match\_rms\_adamw" (Moonshot's)}
+              \end{cases}
+
+    "match_rms_adamw" gives the update the RMS of AdamW's (≈ 0.2), so that Muon reuses the
+    learning rate and weight decay tuned for AdamW. The factor is a Python float multiplied
+    into η as torch does (``lr * ratio``). Group key: ``adjust_lr_fn`` (None, "original" or
+    "match_rms_adamw"). References: Jordan et al. 2024; Liu et al., "Muon is Scalable for LLM
+    Training", arXiv:2502.16982.
+
+    ``float32_root=True`` rounds :math:`\sqrt{\max(A, B)}` to float32 first, as Keras' Muon
+    computes it (``ops.sqrt`` of an integer).
+    """
+
+    scope = "tensor"
+
+    def __init__(self, float32_root: bool = False):
+        if float32_root:  # only then, so that the chains without it keep their repr
+            self.float32_root = float32_root
+
+    def validate(self, group):
+        super().validate(group)
+        fn = group.get("adjust_lr_fn")
+        if fn is not None and fn not in ADJUSTMENTS:
+            raise ValueError(f"adjust_lr_fn={fn!r} is not supported: allowed None, "
+                             f"{', '.join(map(repr, ADJUSTMENTS))}")
+
+    def update(self, u, g, s, p, hp, c):
+        rows, columns = int(p.shape[-2]), int(p.shape[-1])
+        if hp.choice("adjust_lr_fn") == "match_rms_adamw":
+            root = math.sqrt(max(rows, columns))
+            if getattr(self, "float32_root", False):
+                mantissa, exponent = math.frexp(root)  # to float32's 24 bits, to nearest even
+                root = math.ldexp(round(mantissa * 2**24) / 2**24, exponent)
+            ratio = 0.2 * root
+        else:
+            ratio = math.sqrt(max(1, rows / columns))
+        return u, c["lr"] * ratio
+
+
+class Select(Transform):
+    """One of several chains per param group, chosen by a string entry of the group: ``Muon``
+    runs ``{"muon": Muon's chain, "adamw": AdamW's}`` by each group's ``algorithm``, so one
+    optimizer (one ``step()``, one ``state_dict()``) updates the hidden matrices with one
+    algorithm and the rest with another.
+
+    A parameter is only ever updated by its group's branch, so the branches may keep buffers of
+    the same name. ``scope`` is ``"tensor"`` if any branch's is (the elementwise branches then
+    get stacks too, which their math does not notice). The branches must agree on
+    :attr:`~Transform.owns_decoupled_weight_decay`.
+    """
+
+    def __init__(self, key: str, branches: Mapping[str, Transform | Sequence[Transform]],
+                 default: str):
+        self.key, self.default = key, default
+        self.branches = {name: t if isinstance(t, Chain) else chain(t)
+                         for name, t in branches.items()}
+        if default not in self.branches:
+            raise ValueError(f"default={default!r} is not one of the branches "
+                             f"{tuple(self.branches)}")
+        owns = {b.owns_decoupled_weight_decay for b in self.branches.values()}
+        if len(owns) > 1:
+            raise ValueError("the branches of Select must agree on whether the chain applies "
+                             "decoupled weight decay itself (owns_decoupled_weight_decay)")
+
+    def branch(self, hp: Hyper) -> Chain:
+        return self.branches[hp.choice(self.key, self.default)]
+
+    def _group_branch(self, group: Mapping) -> Chain:
+        name = group.get(self.key)
+        return self.branches[self.default if name is None else name]
+
+    @property
+    def state(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(n for b in self.branches.values() for n in b.state))
+
+    @property
+    def hyperparameters(self) -> dict[str, str]:  # type: ignore[override]
+        return {k: v for b in self.branches.values() for k, v in b.hyperparameters.items()}
+
+    @property
+    def flags(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(f for b in self.branches.values() for f in b.flags))
+
+    @property
+    def scope(self) -> str:  # type: ignore[override]
+        return "tensor" if any(b.scope == "tensor" for b in self.branches.values()) \
+            else "element"
+
+    @property
+    def reduces(self) -> bool:  # type: ignore[override]
+        return any(b.reduces for b in self.branches.values())
+
+    @property
+    def modes(self) -> bool:  # type: ignore[override]
+        return any(b.modes for b in self.branches.values())
+
+    @property
+    def owns_decoupled_weight_decay(self) -> bool:  # type: ignore[override]
+        return next(iter(self.branches.values())).owns_decoupled_weight_decay
+
+    def validate(self, group):
+        name = group.get(self.key)
+        if name is not None and name not in self.branches:
+            raise ValueError(f"{self.key}={name!r} is not allowed: choose one of "
+                             f"{', '.join(map(repr, self.branches))}")
+        self._group_branch(group).validate(group)
+
+    def begin(self, group):
+        self._group_branch(group).begin(group)
+
+    def combine(self, group, totals):
+        self._group_branch(group).combine(group, totals)
+
+    def reduce(self, g, s, p, hp):
+        return self.branch(hp).reduce(g, s, p, hp)
+
+    def to_eval(self, p, s, hp):
+        self.branch(hp).to_eval(p, s, hp)
+
+    def to_train(self, p, s, hp):
+        self.branch(hp).to_train(p, s, hp)
+
+    def init(self, p, hp):
+        return self.branch(hp).init(p, hp)
+
+    def prepare(self, s, hp, step):
+        # one flat dict of numbers and bools (what a compiled kernel takes), "i.key" per
+        # transform i of the branch
+        return {f"{i}.{k}": v for i, d in enumerate(self.branch(hp).prepare(s, hp, step))
+                for k, v in d.items()}
+
+    def update(self, u, g, s, p, hp, c):
+        branch = self.branch(hp)
+        coefficients: list[dict[str, Any]] = [{} for _ in branch.transforms]
+        for key, value in c.items():
+            i, _, name = key.partition(".")
+            coefficients[int(i)][name] = value
+        u, scale = branch.update(u, g, s, p, hp, coefficients)
+        return u if scale is None else (u, scale)
+
+
+#: where ε₁ enters :class:`FactoredAdapt`'s estimate (V the second-moment estimate, R and C its
+#: row and column statistics, :math:`\bar R` the mean of R over the rows):
+FACTORED_EPS = {
+    "clamp": "V = R·C / max(R̄, ε₁); out = u / max(√V, ε₁)",  # torch's Adafactor
+    "add": "R, C (or V) of g² + ε₁; V = R·C / R̄; out = u / √V",  # the paper's, Keras' Adafactor
+}
+
+
+class FactoredAdapt(Transform):
+    r"""Adafactor's adaptation: divide by a second-moment estimate that, for a tensor of two or
+    more dimensions, keeps only a row and a column statistic over its last two dimensions.
+
+    With :math:`\hat\beta_t = 1 - t^{\tau}` (τ = ``beta2_decay`` ≤ 0, so the average's memory
+    grows with t), for a tensor of shape (…, n, m):
+
+    .. math::
+        R_t = \hat\beta_t R_{t-1} + (1-\hat\beta_t)\,\operatorname{mean}_{j}(G_t^2),\qquad
+        C_t = \hat\beta_t C_{t-1} + (1-\hat\beta_t)\,\operatorname{mean}_{i}(G_t^2),\qquad
+        \hat V_t = \frac{R_t C_t}{\operatorname{mean}_i(R_t)}
+
+    (R of shape (…, n, 1), C of shape (…, 1, m): n + m numbers per matrix instead of n·m), and
+    for a tensor of at most one dimension the full :math:`\hat V_t = \hat\beta_t \hat V_{t-1} +
+    (1-\hat\beta_t) G_t^2`. The output is :math:`u / \sqrt{\hat V_t}`, with ε₁ (``eps[0]``;
+    None: the machine epsilon of the computing dtype) placed as ``eps`` says
+    (:data:`FACTORED_EPS`): ``"clamp"``, torch's, clamps the denominator
+    :math:`\operatorname{mean}_i(R_t)` at ε₁ and :math:`\sqrt{\hat V_t}` at ε₁ (the statistics
+    themselves stay those of G²); ``"add"``, the paper's and Keras', averages
+    :math:`G^2 + \epsilon_1` and clamps nothing (``round_to``: a dtype its means are computed
+    in, :data:`KERAS_MINMAX` for Keras'). The statistics read the gradient ``g``; the
+    output scales the incoming direction, so the transform is linear in it.
+
+    Needs whole tensors (``scope = "tensor"``): the engines give it stacks (B, …, n, m) of one
+    shape; the row and column means are over the last two dimensions of each tensor of the
+    stack. Group keys: ``beta2_decay`` (τ), ``eps`` (ε₁, ε₂; this reads ε₁). State (torch's
+    Adafactor's names and shapes): ``row_var`` (…, n, 1) and ``col_var`` (…, 1, m) for ≥2-D
+    tensors, ``variance`` shaped like the tensor otherwise. Reference: Shazeer & Stern,
+    "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost", ICML 2018, Algorithms 4
+    and 5 (the sums written as means, as torch and Keras).
+    """
+
+    scope = "tensor"
+    linear = True
+    state = ("row_var", "col_var", "variance")
+
+    def __init__(self, decay: str = "beta2_decay", eps: str = "clamp",
+                 round_to: torch.dtype | None = None):
+        if eps not in FACTORED_EPS:
+            raise ValueError(f"eps={eps!r} is not one of {tuple(FACTORED_EPS)}")
+        self.decay, self.eps = decay, eps
+        self.hyperparameters = {decay: "(-inf, 0]", "eps.0": NONNEGATIVE}
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
+
+    def validate(self, group):
+        eps = group.get("eps")
+        if eps is not None and (not isinstance(eps, tuple | list) or len(eps) != 2):
+            raise ValueError(f"eps={eps!r} is not allowed: give a pair (eps1, eps2), eps1 >= 0 "
+                             f"or None (the dtype's machine epsilon), eps2 >= 0")
+        super().validate(group)
+
+    def init(self, p, hp):
+        if p.dim() >= 2:
+            return {"row_var": p.new_zeros((*p.shape[:-1], 1)),
+                    "col_var": p.new_zeros((*p.shape[:-2], 1, p.shape[-1]))}
+        return {"variance": torch.zeros_like(p)}
+
+    def prepare(self, s, hp, step):
+        eps = hp.get("eps.0")
+        if eps is None:  # torch: the machine epsilon of the dtype the statistics are kept in
+            buffer = next(s[key] for key in self.state if key in s)
+            eps = torch.finfo(buffer.dtype).eps
+        return {"weight": step ** hp[self.decay], "eps": eps, "eps_square": eps * eps}
+
+    def update(self, u, g, s, p, hp, c):
+        weight, add = c["weight"], self.eps == "add"
+        if u.dim() > 2:  # a stack of ≥2-D tensors: factored over the last two dimensions
+            rows, columns = s["row_var"], s["col_var"]
+            if add:  # Keras: the means of g² + ε₁
+                # each mean before the call that takes it: a mean computed eagerly (round_to)
+                # is a graph break under torch.compile, and a bound method on the stack across
+                # one could not be traced
+                dtype = getattr(self, "round_to", None)
+                square = (g * g).add_(c["eps"])
+                row_mean, column_mean = _mean(square, -1, dtype), _mean(square, -2, dtype)
+                rows.lerp_(row_mean, weight)
+                columns.lerp_(column_mean, weight)
+                mean = _mean(rows, -2, dtype)
+                return u / (rows / mean * columns).sqrt_()
+            # torch: ‖g‖²/m along each row (no n·m intermediate of g²), and along each column
+            rows.lerp_(torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_()
+                       .div_(g.shape[-1]), weight)
+            columns.lerp_(torch.linalg.vector_norm(g, dim=-2, keepdim=True).square_()
+                          .div_(g.shape[-2]), weight)
+            estimate = (rows * columns).div_(rows.mean(dim=-2, keepdim=True)
+                                             .clamp_(min=c["eps"]))
+        else:
+            variance = s["variance"]
+            if add:
+                variance.lerp_((g * g).add_(c["eps"]), weight)
+                return u / variance.sqrt()
+            variance.lerp_(g * g, weight)
+            estimate = variance.clone()
+        # ε₁ squared under the root: the denominator is at least ε₁
+        return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
+
+
+@torch.compiler.disable
+def _eagerly(function, *args):
+    """``function(*args)`` outside any ``torch.compile`` graph: a fused kernel computes a
+    float32 mean in another order than eager torch, so the float32 roundings that reproduce
+    Keras run eagerly in every engine (only where they change the dtype: float64 operands)."""
+    return function(*args)
+
+
+def _round_through(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x.to(dtype).to(x.dtype)
+
+
+def _rounded(x, dtype: torch.dtype | None):
+    """``x`` (a number or a tensor) rounded through ``dtype`` (None: as it is)."""
+    if dtype is None:
+        return x
+    if isinstance(x, Tensor):
+        return x if x.dtype == dtype else _eagerly(_round_through, x, dtype)
+    return torch.tensor(x, dtype=dtype).item()
+
+
+#: the ``round_to`` of :class:`FactoredAdapt`, :class:`ClipByRms` and :class:`RelativeStepSize`
+#: that reproduces Keras 3 on the torch backend, whose ``ops.mean``, ``ops.maximum`` and
+#: ``ops.minimum`` compute float64 operands in float32 (keras.src.backend.common.dtypes'
+#: ``result_type`` of a torch dtype and float32 is float32); a no-op for float32 parameters.
+KERAS_MINMAX = torch.float32
+
+
+def _mean(x: Tensor, dim: int | tuple[int, ...], dtype: torch.dtype | None) -> Tensor:
+    """``x.mean(dim, keepdim=True)``, computed in ``dtype`` if given, as Keras' ``ops.mean``."""
+    if dtype is None or x.dtype == dtype:
+        return x.mean(dim=dim, keepdim=True)
+    return _eagerly(_mean_in, x, dim, dtype)
+
+
+def _mean_in(x: Tensor, dim: int | tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    return x.to(dtype).mean(dim=dim, keepdim=True).to(x.dtype)
+
+
+def _rms(x: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """RMS of each tensor of the stack: ‖x‖/√n (torch's Adafactor), or with ``dtype`` Keras'
+    √mean(x²), the mean computed in ``dtype``."""
+    if dtype is None:
+        return per_tensor(x, "rms")
+    flat = x.reshape(x.shape[0], -1).square()
+    mean = _mean(flat, 1, dtype)
+    return mean.sqrt_().view(-1, *([1] * (x.dim() - 1)))
+
+
+class ClipByRms(Transform):
+    r"""Adafactor's update clipping: scale each tensor's direction down to an RMS of at most d.
+
+    .. math:: \text{out} = \frac{u}{\max\bigl(1,\ \operatorname{RMS}(u)/d\bigr)},\qquad
+              \operatorname{RMS}(u) = \lVert u\rVert_2/\sqrt{n}
+
+    per tensor (:func:`per_tensor`, ``"rms"``), a bound on the step that does not depend on
+    the gradient's scale (unlike ``clipnorm``, which clips the gradient before the chain).
+    ``round_to``: a dtype the maximum is rounded through (:data:`KERAS_MINMAX` for Keras').
+    Group key: ``d`` (the threshold, ≥ 1 as torch checks; Keras' ``clip_threshold``).
+    Reference: Shazeer & Stern, ICML 2018, §6 (update clipping).
+    """
+
+    scope = "tensor"
+
+    def __init__(self, threshold: str = "d", round_to: torch.dtype | None = None):
+        self.threshold = threshold
+        self.hyperparameters = {threshold: "[1, inf)"}
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
+
+    def update(self, u, g, s, p, hp, c):
+        dtype = getattr(self, "round_to", None)
+        rms = _rms(u, dtype)
+        denominator = _rounded((rms / hp[self.threshold]).clamp_(min=1.0), dtype)
+        return u, 1 / denominator
+
+
+class RelativeStepSize(Transform):
+    r"""Adafactor's step size, relative to the scale of the parameter:
+
+    .. math:: \text{out} = \alpha_t\, u,\qquad
+              \alpha_t = \max\bigl(\epsilon_2,\ \operatorname{RMS}(p)\bigr)\,\rho_t,\qquad
+              \rho_t = \min\bigl(\eta,\ 1/\sqrt t\bigr)
+
+    per tensor, RMS(p) = ‖p‖₂/√n of the parameter as the chain gets it (with decoupled weight
+    decay left to the base, after the decay, as Keras; before it with
+    :class:`FixedWeightDecay` last in the chain, as torch). The paper's relative step size
+    has 0.01 for η; torch and Keras use the learning rate η. ``round_to``: a dtype ρ, the
+    maximum and their product are rounded through (:data:`KERAS_MINMAX` for Keras').
+    Group keys: ``lr`` (η), ``eps`` (this reads ε₂, ``eps[1]``). Reference: Shazeer & Stern,
+    ICML 2018, §7 and Algorithm 4.
+    """
+
+    scope = "tensor"
+    linear = True
+    hyperparameters = {"lr": NONNEGATIVE, "eps.1": NONNEGATIVE}
+
+    def __init__(self, round_to: torch.dtype | None = None):
+        if round_to is not None:  # only then, so that torch's chain keeps its repr
+            self.round_to = round_to
+
+    def prepare(self, s, hp, step):
+        return {"rho": _rounded(min(hp["lr"], 1 / step**0.5), getattr(self, "round_to", None))}
+
+    def update(self, u, g, s, p, hp, c):
+        dtype = getattr(self, "round_to", None)
+        rms = _rms(p, dtype)
+        scale = _rounded(rms.clamp_(min=hp["eps.1"]), dtype)
+        step = _rounded(scale * c["rho"], dtype)
+        return u, step

@@ -15,12 +15,15 @@ from typing import Any
 
 from torch import Tensor
 
+from .adafactor import Adafactor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
+from .muon import Muon
 from .optimizer import Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
+from .soap import SOAP
 from .transforms import (
     Adapt,
     AverageGradient,
@@ -35,6 +38,7 @@ from .transforms import (
     ScaleByUpdateRms,
     chain,
 )
+from .trust import LARS, Lamb
 
 __all__ = ["SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "Nadam",
            "Nadamax", "RAdam", "Rprop", "ASGD", "LBFGS", "Ftrl", "get", "names", "REGISTRY"]
@@ -504,16 +508,26 @@ REGISTRY: dict[str, Callable[..., Optimizer]] = {
     "yogi": Yogi,
     "adopt": ADOPT,
     "ademamix": AdEMAMix,
+    "soap": SOAP,
+    "lamb": Lamb,
+    "lars": LARS,
+    "muon": Muon,
+    "adafactor": Adafactor,
 }
 
 
-def names(closure: bool = True) -> list[str]:
+def names(closure: bool = True, matrices: bool = True) -> list[str]:
     """The registered optimizer names, for :func:`get`; ``closure=False`` leaves out those
-    whose ``step`` needs a closure (LBFGS), for training loops that call ``step()``."""
-    def needs_closure(entry: Callable[..., Optimizer]) -> bool:
+    whose ``step`` needs a closure (LBFGS), for training loops that call ``step()``;
+    ``matrices=False`` those that take 2-D parameters only (Muon, whose other parameters go
+    in an AdamW group: :func:`~optimlab.optim.muon_param_groups`), for loops that hand an
+    optimizer all of a model's parameters or vectors (the 2-D surfaces)."""
+    def needs(entry: Callable[..., Optimizer], what: str) -> bool:
         cls = entry.func if isinstance(entry, functools.partial) else entry
-        return getattr(cls, "needs_closure", False)
-    return [name for name, entry in REGISTRY.items() if closure or not needs_closure(entry)]
+        return getattr(cls, what, False)
+    return [name for name, entry in REGISTRY.items()
+            if (closure or not needs(entry, "needs_closure"))
+            and (matrices or not needs(entry, "needs_matrices"))]
 
 
 def get(name: str, params, **kwargs: Any) -> Optimizer:
