@@ -18,8 +18,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..optim import get
-from .construct import not_applicable
+from .construct import build, not_applicable
 from .stepping import mode
 from .stepping import step as optimizer_step
 
@@ -145,7 +144,7 @@ def run_surface(surface: Surface, optimizer: str, lr: float, steps: int, *,
     reason = not_applicable(optimizer, [theta], flavor=flavor)
     if reason is not None:
         return Run(surface.name, optimizer, lr, distance=math.inf, not_applicable=reason)
-    opt = get(optimizer, [theta], lr=lr, flavor=flavor)
+    opt = build(optimizer, [theta], lr=lr, flavor=flavor)
     best, reached, loss = math.inf, None, math.inf
     mode(opt, training=True)
 
