@@ -20,11 +20,19 @@ from .train import distributed
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
 
 
-
 def _lab_optimizers() -> list[str]:
-    """The optimizers the lab runs by default: those whose step() takes no closure and that
-    take any parameter (Muon, for 2-D parameters only, is left out)."""
-    return optim.names(closure=False, matrices=False)
+    """The optimizers the lab runs: those whose step() takes no closure. One that does not
+    apply to a problem (Muon on a 2-D surface's vector, or on a model without a hidden weight
+    matrix) is listed there as not applicable (:mod:`optimlab.lab.construct`); on a model,
+    Muon runs in its combined form (AdamW for embeddings, head, norms and biases)."""
+    return optim.names(closure=False)
+
+
+def _not_applicable(rows: list[Summary]) -> str | None:
+    """A table's caption line naming the rows that were not run, and why."""
+    skipped = [f"{s.optimizer}: {s.not_applicable}" for s in rows if s.not_applicable]
+    return "not applicable — " + "; ".join(skipped) if skipped else None
+
 
 def _names(text: str, allowed: Sequence[str], what: str, parser: argparse.ArgumentParser):
     names = list(allowed) if text == "all" else [n.strip().lower() for n in text.split(",") if n]
@@ -57,12 +65,16 @@ def _lr_grid(text: str) -> list[float]:
 
 
 def _table(problem: str, summaries: list[Summary]) -> Table:
-    table = Table(title=f"{problem}: best of the learning-rate grid, ranked by final loss")
+    table = Table(title=f"{problem}: best of the learning-rate grid, ranked by final loss",
+                  caption=_not_applicable(summaries))
     for column in ("rank", "optimizer", "lr", "final loss", "distance to min", "steps to target",
                    "seconds"):
         table.add_column(column, justify="left" if column == "optimizer" else "right")
     ranked = [s.runs[0] for s in sorted(summaries, key=lambda s: (s.mean, s.optimizer))]
     for rank, r in enumerate(ranked, 1):
+        if r.not_applicable:
+            table.add_row("—", r.optimizer, "—", "not applicable", "—", "—", "—")
+            continue
         table.add_row(str(rank), r.optimizer, f"{r.lr:.3g}",
                       "diverged" if r.diverged else f"{r.final:.3e}",
                       "—" if r.diverged else f"{r.distance:.3e}",
@@ -82,7 +94,9 @@ def _task_table(task: str, summaries: list[Summary]) -> Table:
                   caption=f"final: mean ± std over the seeds; 95 % CI: percentile bootstrap "
                           f"of the mean; tied: not different from the best by Welch's t-test, "
                           f"Holm-corrected, α = {ALPHA:g}; steps, seconds: median to the target; "
-                          f"div. lrs: diverged learning rates of the grid",
+                          f"div. lrs: diverged learning rates of the grid"
+                          + (f"\n{_not_applicable(summaries)}" if _not_applicable(summaries)
+                             else ""),
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in ("#", "optimizer", "lr", "final", "95 % CI", "tied", "best", "steps",
                    "seconds", "div. lrs"):
@@ -90,6 +104,9 @@ def _task_table(task: str, summaries: list[Summary]) -> Table:
                          no_wrap=column in ("optimizer", "95 % CI"))
     ranked = sorted(summaries, key=lambda s: (s.mean, s.optimizer))
     for rank, s in enumerate(ranked, 1):
+        if s.not_applicable:
+            table.add_row("—", s.optimizer, "—", "not applicable", *["—"] * 6)
+            continue
         diverged = sum(1 for v in s.sensitivity.values() if v == float("inf"))
         low, high = s.ci95
         tied = {True: "best" if rank == 1 else "tied", False: "", None: "?"}[s.tied_with_best]
@@ -311,17 +328,21 @@ def cmd_classics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     chosen = [c for c in classics.CLAIMS if args.tasks == "all" or c.task in args.tasks.split(",")]
     if not chosen:
         parser.error(f"unknown task {args.tasks}: choose from "
-                     f"{', '.join(c.task for c in classics.CLAIMS)} (or 'all')")
+                     f"{', '.join(dict.fromkeys(c.task for c in classics.CLAIMS))} (or 'all')")
     console = Console(quiet=args.quiet)
     results = classics.run(chosen, seeds=args.seeds)
     table = Table(title="the classic comparisons, re-run here")
     for column in ("claim", "what we observe"):
         table.add_column(column)
+    ran: dict[str, dict[int, Summary]] = {}  # task → its summaries, each once
     for claim, verdict, summaries in results:
         table.add_row(claim.statement, verdict)
-        console.print(_task_table(claim.task, summaries))
+        ran.setdefault(claim.task, {}).update((id(s), s) for s in summaries)
+    for task, summaries in ran.items():
+        if summaries:  # a skipped claim ran nothing
+            console.print(_task_table(task, list(summaries.values())))
     console.print(table)
-    _html(args, console, summaries=[s for _, _, group in results for s in group],
+    _html(args, console, summaries=[s for group in ran.values() for s in group.values()],
           classics=[(claim.statement, verdict) for claim, verdict, _ in results])
     return 0
 
@@ -436,9 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
                 JSON, QUIET, _report("ablate"))
     p.add_argument("--seeds", type=_positive_int, default=3)
     p.add_argument("--epochs", type=_positive_int, default=12)
-    p = command("classics", cmd_classics, "the three often-quoted optimizer results, re-run",
+    from .lab import classics
+
+    p = command("classics", cmd_classics, "often-quoted optimizer results (adaptive vs SGD, "
+                "Muon vs AdamW, Schedule-Free vs cosine, Lion's lr, no dominance), re-run",
                 _seeds(2), QUIET, _report("classics"))
-    p.add_argument("--tasks", default="all", help="mnist_cnn, word2vec, char_lstm or 'all'")
+    p.add_argument("--tasks", default="all",
+                   help=f"comma-separated tasks of the claims "
+                        f"({', '.join(dict.fromkeys(c.task for c in classics.CLAIMS))}) or "
+                        f"'all'")
     command("list", cmd_list, "list optimizers, problems and initializers")
     return parser
 

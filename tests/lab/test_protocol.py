@@ -151,3 +151,33 @@ def test_tpe_tuner_spends_the_same_budget_within_the_range():
     assert all(0.001 <= lr <= 1.0 for lr in summary.sensitivity)
     with pytest.raises(ValueError, match="tuner='bayes'"):
         sweep(["moons"], ["sgd"], [0.1], tuner="bayes")
+
+
+
+def test_cosine_schedule_is_an_option_and_a_name(monkeypatch):
+    from optimlab.lab import tasks
+
+    seen, cosine = [], tasks.SCHEDULES["cosine"]
+
+    def watched(opt, steps):
+        scheduler = cosine(opt, steps)
+        step = scheduler.step
+
+        def recording():
+            step()
+            seen.append(opt.param_groups[0]["lr"])
+
+        scheduler.step = recording
+        return scheduler
+
+    monkeypatch.setitem(tasks.SCHEDULES, "cosine", watched)
+    named = run_task("noisy_quadratic", "sgd+cosine", 0.5, seed=1)
+    steps = get_task("noisy_quadratic").steps
+    assert named.optimizer == "sgd+cosine" and len(seen) == steps
+    for t, lr in enumerate(seen, 1):
+        assert lr == pytest.approx(0.5 * (1 + math.cos(math.pi * t / steps)) / 2, abs=1e-12)
+    keyword = run_task("noisy_quadratic", "sgd", 0.5, seed=1, schedule="cosine")
+    assert keyword.optimizer == "sgd+cosine" and keyword.curve == named.curve
+    assert run_task("noisy_quadratic", "sgd", 0.5, seed=1).curve != named.curve
+    with pytest.raises(ValueError, match="schedule='linear' must be one of cosine"):
+        run_task("noisy_quadratic", "sgd", 0.5, schedule="linear")

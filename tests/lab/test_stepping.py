@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from optimlab import optim
 from optimlab.lab import problems, tasks
 from optimlab.lab.problems import SURFACES
 
@@ -14,13 +15,12 @@ class _ClosureLBFGS(torch.optim.LBFGS):
 
 
 def test_a_closure_optimizer_runs_on_a_surface_and_a_task(monkeypatch):
-    def get(name, params, **kwargs):
-        return _ClosureLBFGS(params, lr=kwargs["lr"], line_search_fn="strong_wolfe")
+    def get(params, **kwargs):
+        return _ClosureLBFGS(params, lr=kwargs.get("lr", 1.0), line_search_fn="strong_wolfe")
 
-    monkeypatch.setattr(problems, "get", get)
+    monkeypatch.setitem(optim.REGISTRY, "lbfgs", get)
     result = problems.run_surface(SURFACES["rosenbrock"], "lbfgs", 1.0, 30)
     assert not result.diverged and result.final < 1e-8  # SGD is far from this in 30 steps
-    monkeypatch.setattr(tasks, "get", get)
     run = tasks.run_task("moons", "lbfgs", 1.0)
     assert not run.diverged and run.final < 0.2
 
@@ -29,7 +29,7 @@ class _Modes(torch.optim.SGD):
     """SGD with a train/eval switch that records the mode of every step and evaluation."""
 
     def __init__(self, params, **kwargs):
-        super().__init__(params, lr=kwargs["lr"])
+        super().__init__(params, lr=kwargs.get("lr", 0.1))
         self.training, self.log = None, []
 
     def train(self):
@@ -46,16 +46,14 @@ class _Modes(torch.optim.SGD):
 
 def test_the_optimizer_is_in_eval_mode_for_every_evaluation_and_trains_in_train_mode(
         monkeypatch):
-    made = []
-    monkeypatch.setattr(tasks, "get", lambda name, params, **kw: made.append(
+    made = []  # the last one is the run's (the first checks that it applies)
+    monkeypatch.setitem(optim.REGISTRY, "modes", lambda params, **kw: made.append(
         _Modes(params, **kw)) or made[-1])
     run = tasks.run_task("moons", "modes", 0.1, evaluations=10)
-    (opt,) = made
+    opt = made[-1]
     assert opt.log.count("eval") == len(run.curve) == 10
     assert opt.log.count("step") == tasks.get_task("moons").steps
     assert "step while evaluating" not in opt.log
     made.clear()
-    monkeypatch.setattr(problems, "get", lambda name, params, **kw: made.append(
-        _Modes(params, **kw)) or made[-1])
     problems.run_surface(SURFACES["beale"], "modes", 0.01, 20)
-    assert made[0].log == ["step"] * 20 + ["eval"]  # the final loss at the evaluation point
+    assert made[-1].log == ["step"] * 20 + ["eval"]  # the final loss at the evaluation point

@@ -1,5 +1,9 @@
 """Animations and figures: optimizer trajectories on a 2-D surface, the escape from a saddle
-point, and the effect of a too-small, good and too-large learning rate."""
+point, and the effect of a too-small, good and too-large learning rate.
+
+An optimizer that has no meaning on a vector of 2 numbers (see
+:func:`optimlab.lab.construct.not_applicable`) is left out of an animation, which names it and
+the reason under the plot."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..optim import get
+from .construct import not_applicable
 from .problems import Surface, get_surface
 from .protocol import sweep
 
@@ -46,8 +51,19 @@ def _plt():
     return plt
 
 
+def _applicable(optimizers: Sequence[str], start: Sequence[float]
+                ) -> tuple[list[str], str]:
+    """The optimizers that apply to a vector like ``start``, and a note naming the others."""
+    theta = [torch.tensor(list(start), dtype=torch.float64)]
+    reasons = {name: not_applicable(name, theta) for name in optimizers}
+    skipped = [f"{name} ({why})" for name, why in reasons.items() if why is not None]
+    note = f"not applicable to a vector of {len(start)} numbers: {'; '.join(skipped)}" \
+        if skipped else ""
+    return [name for name, why in reasons.items() if why is None], note
+
+
 def _animate(f, bounds, paths: dict[str, Tensor], path: str, title: str, frames: int,
-             fps: int, levels) -> str:
+             fps: int, levels, note: str = "", labels: tuple[str, str] = ("θ₁", "θ₂")) -> str:
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     plt = _plt()
@@ -63,12 +79,18 @@ def _animate(f, bounds, paths: dict[str, Tensor], path: str, title: str, frames:
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"{labels[0]} (dimensionless)")
+    ax.set_ylabel(f"{labels[1]} (dimensionless)")
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=6, wrap=True, va="bottom")
+        fig.subplots_adjust(bottom=0.16)
     lines = {}
     for (name, points), color in zip(paths.items(), COLORS, strict=False):
         (line,) = ax.plot([], [], "-o", color=color, markersize=2, linewidth=1.2, label=name)
         lines[name] = (line, points)
-    ax.legend(fontsize=7, loc="upper right")
-    longest = max(len(p) for p in paths.values())
+    if lines:
+        ax.legend(fontsize=7, loc="upper right")
+    longest = max((len(p) for p in paths.values()), default=1)
     frames = min(frames, longest)
 
     def draw(frame: int):
@@ -89,13 +111,15 @@ def animate_surface(surface: str | Surface, optimizers: Sequence[str], path: str
     """A GIF of each optimizer's path (at its best learning rate on a log grid) on the contour
     plot of a 2-D surface."""
     s = get_surface(surface) if isinstance(surface, str) else surface
-    best = {r.optimizer: r.lr for r in sweep([s.name], list(optimizers), steps=steps)}
+    optimizers, note = _applicable(optimizers, s.start)
+    best = {r.optimizer: r.lr for r in sweep([s.name], optimizers, steps=steps)}
     paths = {f"{name} (lr {best[name]:.2g})": trajectory(s.f, s.start, name, best[name], steps)
              for name in optimizers}
     levels = torch.logspace(-1, math.log10(max(float(s.f(torch.tensor(s.start,
                                                                      dtype=torch.float64))),
                                                    1.0)) + 1, 25).numpy()
-    return _animate(s.f, s.bounds, paths, path, f"{s.name}: {steps} steps", frames, fps, levels)
+    return _animate(s.f, s.bounds, paths, path, f"{s.name}: {steps} steps", frames, fps, levels,
+                    note)
 
 
 def saddle(t: Tensor) -> Tensor:
@@ -107,11 +131,12 @@ def animate_saddle(optimizers: Sequence[str], path: str, *, lr: float = 0.01,
                    steps: int = 300, frames: int = 60, fps: int = 15) -> str:
     """A GIF of the escape from the saddle of x² − y², starting at (1, 10⁻³), all optimizers at
     the same learning rate."""
+    optimizers, note = _applicable(optimizers, (1.0, 1e-3))
     paths = {name: trajectory(saddle, (1.0, 1e-3), name, lr, steps) for name in optimizers}
     clipped = {n: p[(p[:, 1].abs() <= 2.0).cumprod(0).bool()] for n, p in paths.items()}
     return _animate(saddle, ((-1.2, 1.2), (-2.0, 2.0)), clipped, path,
                     f"escaping the saddle x² − y² (lr {lr:g})", frames, fps,
-                    torch.linspace(-4, 1.5, 23).numpy())
+                    torch.linspace(-4, 1.5, 23).numpy(), note, ("x", "y"))
 
 
 def learning_rate_figure(path: str, *, curvature: float = 2.0, steps: int = 30) -> str:
@@ -130,8 +155,11 @@ def learning_rate_figure(path: str, *, curvature: float = 2.0, steps: int = 30) 
                   markersize=3, label=label)
         right.semilogy((0.5 * a * points**2 + 1e-16).numpy(), color=color, label=label)
     left.set_title("iterates on f(x) = ½ a x²", fontsize=10)
+    left.set_xlabel("x (dimensionless)")
+    left.set_ylabel("f(x) (dimensionless)")
     right.set_title("loss per step", fontsize=10)
-    right.set_xlabel("step")
+    right.set_xlabel("step (gradient-descent updates)")
+    right.set_ylabel("f(x), log scale")
     left.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..optim import get
+from .construct import build, not_applicable
 from .stepping import mode
 from .stepping import step as optimizer_step
 
@@ -32,7 +32,9 @@ DIVERGED = 1e12
 class Run:
     """One optimizer at one learning rate and seed on one problem: ``final`` and ``best`` are
     its metric (∞: diverged); tasks record ``curve`` (step, train_loss, test) and
-    ``seconds_to_target``, surfaces the ``distance`` to the nearest minimum."""
+    ``seconds_to_target``, surfaces the ``distance`` to the nearest minimum. An optimizer that
+    does not apply to the problem's parameters (:func:`~optimlab.lab.construct.not_applicable`)
+    is not run: ``not_applicable`` says why, and its metric is ∞."""
 
     problem: str
     optimizer: str
@@ -46,6 +48,7 @@ class Run:
     seconds: float = 0.0
     diverged: bool = False
     distance: float | None = None
+    not_applicable: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -135,9 +138,13 @@ def get_surface(name: str) -> Surface:
 
 def run_surface(surface: Surface, optimizer: str, lr: float, steps: int, *,
                 flavor: str = "torch", target: float = 1e-4) -> Run:
-    """Minimize ``surface`` from its start for ``steps`` steps; float64 throughout."""
+    """Minimize ``surface`` from its start for ``steps`` steps; float64 throughout. An
+    optimizer that does not apply to θ (Muon: matrices only) is not run (``not_applicable``)."""
     theta = torch.nn.Parameter(torch.tensor(surface.start, dtype=torch.float64))
-    opt = get(optimizer, [theta], lr=lr, flavor=flavor)
+    reason = not_applicable(optimizer, [theta], flavor=flavor)
+    if reason is not None:
+        return Run(surface.name, optimizer, lr, distance=math.inf, not_applicable=reason)
+    opt = build(optimizer, [theta], lr=lr, flavor=flavor)
     best, reached, loss = math.inf, None, math.inf
     mode(opt, training=True)
 

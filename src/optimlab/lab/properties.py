@@ -10,7 +10,9 @@
 * escapes saddle points easily — from (1, 10⁻⁸) on f(x, y) = x² − y², the steps until |y| ≥ 1;
   easy when at most half the steps plain SGD needs.
 
-Every optimizer runs with its default hyper-parameters (torch flavor), float64.
+Every optimizer runs with its default hyper-parameters (torch flavor), float64. One that has no
+meaning on these vectors (e.g. Muon, which orthogonalizes matrices) is listed as not applicable,
+with the reason (:func:`optimlab.lab.construct.not_applicable`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..optim import get
+from .construct import not_applicable
 
 __all__ = ["Properties", "measure", "table"]
 
@@ -32,13 +35,17 @@ MAX_STEPS = 20000
 
 @dataclass
 class Properties:
+    """One optimizer's measured properties; every measurement is None when the optimizer does
+    not apply to a vector (``not_applicable`` says why)."""
+
     optimizer: str
-    gradient_scale_passed: float
-    adaptive: bool
-    units_ratio: float
-    consistent_units: bool
-    saddle_steps: int
-    escapes_saddle: bool
+    gradient_scale_passed: float | None
+    adaptive: bool | None
+    units_ratio: float | None
+    consistent_units: bool | None
+    saddle_steps: int | None
+    escapes_saddle: bool | None
+    not_applicable: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +93,10 @@ def measure(names: list[str]) -> list[Properties]:
     sgd = saddle_steps("sgd")
     rows = []
     for name in names:
+        reason = not_applicable(name, [torch.zeros(2, dtype=torch.float64)])
+        if reason is not None:
+            rows.append(Properties(name, None, None, None, None, None, None, reason))
+            continue
         passed, units, saddle = gradient_scale_passed(name), units_ratio(name), saddle_steps(name)
         rows.append(Properties(name, passed, passed < 0.1, units, 0.5 <= units <= 2.0, saddle,
                                saddle <= sgd / 2))
@@ -105,6 +116,9 @@ def table(rows: list[Properties]):
         return "[green]yes[/]" if flag else "[red]no[/]"
 
     for r in rows:
+        if r.not_applicable is not None:
+            t.add_row(r.optimizer, f"not applicable: {r.not_applicable}", "", "")
+            continue
         t.add_row(r.optimizer,
                   f"{yes(r.adaptive)}  ({r.gradient_scale_passed:.3g} of a 1000× gradient)",
                   f"{yes(r.consistent_units)}  (moves {r.units_ratio:.3g}× the units' 100×)",

@@ -74,6 +74,12 @@ class Summary:
     p_vs_best: float | None = None
 
     @property
+    def not_applicable(self) -> str | None:
+        """Why the optimizer does not apply to the problem's parameters (its runs were not
+        run: :func:`~optimlab.lab.construct.not_applicable`), or None."""
+        return next((r.not_applicable for r in self.runs if r.not_applicable), None)
+
+    @property
     def finals(self) -> list[float]:
         return [r.final for r in self.runs]
 
@@ -117,16 +123,17 @@ class Summary:
                 "tied_with_best": self.tied_with_best, "p_vs_best": self.p_vs_best,
                 "best": self.best, "steps_to_target": self.steps_to_target,
                 "seconds_to_target": self.seconds_to_target,
-                "tuning_seed": TUNING_SEED, "seeds": [r.seed for r in self.runs],
+                "not_applicable": self.not_applicable, "tuning_seed": TUNING_SEED,
+                "seeds": [r.seed for r in self.runs],
                 "runs": [r.as_dict() for r in self.runs]}
 
 
 def mark_ties(summaries: Sequence[Summary], alpha: float = stats.ALPHA) -> None:
     """Set ``tied_with_best`` and ``p_vs_best`` of every summary, problem by problem: the row
     with the lowest mean final metric is the best, every other row is compared with it (see
-    :func:`optimlab.lab.stats.tied_with_best`)."""
+    :func:`optimlab.lab.stats.tied_with_best`). A not-applicable row is not tested (None)."""
     for problem in dict.fromkeys(s.problem for s in summaries):
-        rows = sorted((s for s in summaries if s.problem == problem),
+        rows = sorted((s for s in summaries if s.problem == problem and not s.not_applicable),
                       key=lambda s: (s.mean, s.optimizer))  # ties of the mean: by name
         tied, p = stats.tied_with_best([s.finals for s in rows], alpha)
         for summary, t, value in zip(rows, tied, p, strict=True):

@@ -7,10 +7,8 @@ the commands and by :mod:`optimlab.lab.suite`.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 import json
 import math
 import os
@@ -18,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .figures import animation, curves, profile, seeds_in_words, styles
 from .problems import SURFACES
 from .properties import Properties
 from .protocol import TUNING_SEED, Summary, mark_ties, performance_profile
@@ -37,26 +36,6 @@ class Report:
     ablation: list = field(default_factory=list)  # optimlab.lab.ablation.Row
     classics: list[tuple[str, str]] = field(default_factory=list)  # (claim, what we observe)
     seconds: float = 0.0
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    _plt().close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _img(data: str, mime: str, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}">'
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]],
@@ -96,46 +75,39 @@ def _tied_group(ranked: list[Summary]) -> str:
             f"</p>")
 
 
-def _curves(task: str, summaries: list[Summary]) -> str:
-    plt = _plt()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for s in summaries:
-        steps = [p["step"] for p in s.runs[0].curve]
-        series = [[p["test"] for p in r.curve] for r in s.runs if len(r.curve) == len(steps)]
-        if not series:
-            continue
-        mean = [sum(v) / len(v) for v in zip(*series, strict=True)]
-        low = [min(v) for v in zip(*series, strict=True)]
-        high = [max(v) for v in zip(*series, strict=True)]
-        (line,) = left.plot(steps, mean, label=f"{s.optimizer} (lr {s.lr:.2g})")
-        left.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
-        lrs = sorted(s.sensitivity)
-        values = [s.sensitivity[lr] for lr in lrs]
-        right.plot(lrs, [v if math.isfinite(v) else float("nan") for v in values], "-o",
-                   color=line.get_color(), markersize=3)
-    spec = get_task(task)
-    left.set_title(f"{task}: {spec.label}, mean and seed range", fontsize=9)
-    left.set_xlabel("step")
-    right.set_xscale("log")
-    right.set_title("learning-rate sensitivity (final test, seed 0)", fontsize=9)
-    right.set_xlabel("learning rate")
-    left.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    return _img(_png(fig), "image/png", f"{task} curves")
+#: what the optimizers sold as free of learning-rate tuning or of a schedule do with the lr
+#: the grid gives them (they are tuned on the same grid, with the same budget, as every other)
+LR_MEANING = {
+    "prodigy": "prodigy's lr multiplies its own step-size estimate d (1 is the authors' "
+               "setting)",
+    "schedulefree_adamw": "schedulefree_adamw's lr is its peak step size (it needs no decay "
+                          "schedule, not no lr)",
+    "schedulefree_sgd": "schedulefree_sgd's lr is its peak step size (it needs no decay "
+                        "schedule, not no lr)",
+}
 
 
-def _profile(summaries: list[Summary]) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for name, shares in performance_profile(summaries, TAUS).items():
-        ax.step(TAUS, shares, where="post", label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("τ (steps to target ÷ best)")
-    ax.set_ylabel("share of tasks")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    return _img(_png(fig), "image/png", "performance profile")
+def _budget(ranked: list[Summary], steps: int) -> str:
+    """The sentence under a leaderboard that says how many runs each optimizer got."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for s in ranked:
+        groups.setdefault((len(s.sensitivity), len(s.runs)), []).append(s.optimizer)
+
+    def words(lrs: int, seeds: int) -> str:
+        return (f"{lrs} learning rate{'s' * (lrs != 1)} on the tuning seed {TUNING_SEED}, then "
+                f"the best on {seeds} other seed{'s' * (seeds != 1)}: {lrs + seeds} runs of "
+                f"{steps} steps")
+
+    if len(groups) == 1:
+        (lrs, seeds), = groups
+        text = f"every optimizer ran {words(lrs, seeds)}"
+    else:
+        text = "; ".join(f"{', '.join(map(html.escape, names))}: {words(*key)}"
+                         for key, names in groups.items())
+    free = [LR_MEANING[s.optimizer.partition("+")[0]] for s in ranked
+            if s.optimizer.partition("+")[0] in LR_MEANING]
+    extra = f" The same grid tunes {'; '.join(dict.fromkeys(free))}." if free else ""
+    return f"<p class='tie'><b>Budget:</b> {text}.{extra}</p>"
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -143,7 +115,8 @@ table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}
 td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
 tr.tied td{background:#eaf6ea}p.tie,p.note{font-size:13px;margin-top:-.8em}
-h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+figure{margin:.4em 0 1.4em}figcaption{font-size:13px;color:#444;max-width:900px}"""
 
 # after load: how many images failed to decode (read back by the headless-browser test)
 CHECK = """<script>window.addEventListener('load',function(){var b=0;
@@ -162,7 +135,9 @@ def write(report: Report, out: str) -> str:
     """Write ``out/index.html``, ``out/runs.csv`` and ``out/runs.json``; returns the page."""
     os.makedirs(out, exist_ok=True)
     took = f" in {report.seconds:.0f} s" if report.seconds else ""
+    report.summaries = list({id(s): s for s in report.summaries}.values())  # each once
     mark_ties(report.summaries)
+    style = styles([s.optimizer for s in report.summaries])
     surfaces = [s for s in report.summaries if s.problem in SURFACES]
     tasks = [s for s in report.summaries if s.problem not in SURFACES]
     parts = [f"<h1>optimlab report</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}{took}. "
@@ -190,7 +165,10 @@ def write(report: Report, out: str) -> str:
                 ["rank", "optimizer", "lr", "final loss", "distance to minimum",
                  "steps to target"],
                 [(i, r.optimizer, f"{r.lr:.3g}", "diverged" if r.diverged else _fmt(r.final),
-                  _fmt(r.distance), r.steps_to_target or "—") for i, r in enumerate(rows, 1)])
+                  _fmt(r.distance), r.steps_to_target or "—")
+                 if r.not_applicable is None else
+                 ("—", r.optimizer, "—", f"not applicable: {r.not_applicable}", "—", "—")
+                 for i, r in enumerate(rows, 1)])
                 + "<p class='tie'>Deterministic runs (one fixed start, no data noise): no "
                   "confidence interval or tie test applies.</p>")
     if tasks:
@@ -209,12 +187,20 @@ def write(report: Report, out: str) -> str:
                                _tied(s, i), _fmt(s.best), _fmt(s.steps_to_target),
                                _fmt(s.seconds_to_target),
                                _fmt(sum(r.seconds for r in s.runs) / len(s.runs)))
+                              if s.not_applicable is None else
+                              ("—", s.optimizer, "—", f"not applicable: {s.not_applicable}",
+                               *["—"] * 7)
                               for i, s in enumerate(ranked, 1)],
                              ["tied" if s.tied_with_best else "" for s in ranked])
-                         + _tied_group(ranked))
-            parts.append(_curves(name, ranked))
+                         + _tied_group(ranked)
+                         + _budget([s for s in ranked if s.not_applicable is None],
+                                   spec.steps))
+            parts.append(curves(name, [s for s in ranked if s.not_applicable is None], style))
         if len(names) > 1:
-            parts.append("<h2>Performance profile</h2>" + _profile(tasks))
+            applicable = [s for s in tasks if s.not_applicable is None]
+            parts.append("<h2>Performance profile</h2>" + profile(
+                performance_profile(applicable, TAUS), TAUS, tasks=len(names),
+                seeds=seeds_in_words([len(s.runs) for s in tasks]), style=style))
     if report.classics:
         parts.append("<h2>The classic comparisons, re-run here</h2>"
                      + _table(["claim", "what we observe"], report.classics))
@@ -225,6 +211,8 @@ def write(report: Report, out: str) -> str:
             [(p.optimizer, "yes" if p.adaptive else "no", f"{p.gradient_scale_passed:.3g}",
               "yes" if p.consistent_units else "no", f"{p.units_ratio:.3g}",
               "yes" if p.escapes_saddle else "no", p.saddle_steps)
+             if p.not_applicable is None else
+             (p.optimizer, f"not applicable: {p.not_applicable}", *["—"] * 5)
              for p in report.properties]))
     if report.ablation:
         from .ablation import changes
@@ -235,11 +223,7 @@ def write(report: Report, out: str) -> str:
     if report.animations:
         parts.append("<h2>Animations</h2>")
         for path in report.animations:
-            with open(path, "rb") as f:
-                data = base64.b64encode(f.read()).decode()
-            mime = "image/gif" if path.endswith(".gif") else "image/png"
-            parts.append(f"<h3>{html.escape(os.path.basename(path))}</h3>"
-                         + _img(data, mime, os.path.basename(path)))
+            parts.append(f"<h3>{html.escape(os.path.basename(path))}</h3>" + animation(path))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>optimlab report</title>"
             f"<style>{STYLE}</style>{CHECK}</head><body>{''.join(parts)}</body></html>")
     index = os.path.join(out, "index.html")

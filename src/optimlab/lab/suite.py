@@ -35,8 +35,9 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
 
     start = time.perf_counter()
     os.makedirs(os.path.join(out, "animations"), exist_ok=True)
-    # the loops call step() alone, with every parameter (vectors too)
-    optimizers = list(optimizers or names(closure=False, matrices=False))
+    # the loops call step() alone; Muon is not applicable on the surfaces and the quadratic
+    # (no matrix), combined with AdamW on digits (lab.construct)
+    optimizers = list(optimizers or names(closure=False))
     storage = storage or f"sqlite:///{os.path.abspath(os.path.join(out, 'runs.db'))}"
     report = Report()
     report.summaries = sweep([*surfaces, *tasks], optimizers, list(lrs), seeds=seeds,

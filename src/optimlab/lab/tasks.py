@@ -1,5 +1,10 @@
 """Trainable problems for the lab — a model, its data, a loss, a metric, a step budget and a
-target — and one run of an optimizer on one of them, with its curves."""
+target — and one run of an optimizer on one of them, with its curves.
+
+An optimizer is named by its registry name, optionally with a learning-rate schedule over the
+run's steps: ``"adamw+cosine"`` is AdamW with :data:`SCHEDULES`' ``cosine`` (the same as
+``run_task(..., "adamw", ..., schedule="cosine")``), so a sweep compares it with other
+optimizers under its own name."""
 
 from __future__ import annotations
 
@@ -14,16 +19,22 @@ from torch import Tensor, nn
 
 from .. import data
 from .. import nn as onn
-from ..optim import get
+from .construct import build, not_applicable
 from .problems import Run
 from .stepping import mode
 from .stepping import step as optimizer_step
 
-__all__ = ["Task", "TASKS", "run_task", "get_task", "METRICS"]
+__all__ = ["Task", "TASKS", "run_task", "get_task", "METRICS", "SCHEDULES", "parse_optimizer"]
 
 #: what a task's metric may be: classification error, the loss, or the loss in bits per
 #: character (cross-entropy in nats / ln 2); lower is better for each.
 METRICS = {"error": "error", "loss": "loss", "bpc": "bits per character"}
+
+#: learning-rate schedules over a run's steps: name → (optimizer, steps) → a torch scheduler
+#: stepped once after every optimizer step. ``cosine``: η_t = η·(1 + cos(π t / T)) / 2.
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int], object]] = {
+    "cosine": lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps),
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class Task:
         steps: optimizer steps per run; batch_size: examples per step.
         target: the metric that counts as reached.
         split: which split the metric is measured on ("test" or "validation").
+        loss_unit: the unit of a "loss" metric (nats for a cross-entropy).
     """
 
     name: str
@@ -49,11 +61,13 @@ class Task:
     target: float
     description: str = ""
     split: str = "test"
+    loss_unit: str = "nats"
     #: runs differ by seed (the model's initialization and the batches' order)
     seeded: ClassVar[bool] = True
 
     def run(self, optimizer: str, lr: float, seed: int = 0, *, flavor: str = "torch") -> Run:
-        """One run of the task's budget: :func:`run_task`."""
+        """One run of the task's budget: :func:`run_task` (``"name+schedule"`` names a
+        learning-rate schedule)."""
         return run_task(self, optimizer, lr, seed, flavor=flavor)
 
     def __post_init__(self):
@@ -64,6 +78,12 @@ class Task:
     def label(self) -> str:
         """The metric in words, e.g. "test error" or "validation bits per character"."""
         return f"{self.split} {METRICS[self.metric]}"
+
+    @property
+    def unit(self) -> str:
+        """The metric's unit, for the axes of figures."""
+        return {"error": "fraction of examples", "bpc": "bits/char"}.get(self.metric,
+                                                                        self.loss_unit)
 
 
 class _Quadratic(nn.Module):
@@ -199,7 +219,8 @@ def _word2vec(seed: int):
 
 TASKS: dict[str, Task] = {
     "noisy_quadratic": Task("noisy_quadratic", _noisy_quadratic, _quadratic_loss, "loss", 300,
-                            32, 52.0, "100-d noisy quadratic, curvatures 1/i (optimum ≈ 50)"),
+                            32, 52.0, "100-d noisy quadratic, curvatures 1/i (optimum ≈ 50)",
+                            loss_unit="unitless"),
     "moons": Task("moons", _moons, nn.functional.cross_entropy, "error", 300, 32, 0.2,
                   "logistic regression on two moons"),
     "digits_mlp": Task("digits_mlp", _digits_mlp, nn.functional.cross_entropy, "error", 400,
@@ -238,18 +259,41 @@ def _evaluate(task: Task, model: nn.Module, split: data.Split) -> float:
     return float(task.loss(out, split.y))
 
 
+def parse_optimizer(optimizer: str, schedule: str | None = None) -> tuple[str, str | None]:
+    """``"adamw+cosine"`` → ``("adamw", "cosine")``; ``schedule`` is the keyword form."""
+    name, _, suffix = optimizer.partition("+")
+    if suffix and schedule is not None and suffix != schedule:
+        raise ValueError(f"optimizer={optimizer!r} names schedule {suffix!r} but "
+                         f"schedule={schedule!r}")
+    schedule = suffix or schedule
+    if schedule is not None and schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r} must be one of {', '.join(SCHEDULES)}")
+    return name, schedule
+
+
 def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
-             evaluations: int = 20, flavor: str = "torch") -> Run:
+             evaluations: int = 20, flavor: str = "torch",
+             schedule: str | None = None) -> Run:
     """Train with ``optimizer`` at ``lr`` for the task's step budget, evaluating the metric
     ``evaluations`` times; a non-finite or exploding loss ends the run as diverged.
+
+    ``schedule`` (or an ``optimizer`` spelled ``"name+schedule"``) scales the learning rate
+    over the task's steps (:data:`SCHEDULES`); the result's ``optimizer`` is then
+    ``"name+schedule"``. An optimizer that does not apply to the task's model (see
+    :func:`~optimlab.lab.construct.not_applicable`) is not run: the result carries the reason.
 
     ``steps_to_target`` is the first evaluated step at which the metric reached the target,
     ``seconds_to_target`` the wall-clock seconds of training until then (evaluations not
     counted), ``seconds`` the whole run's (evaluations included)."""
     task = get_task(task) if isinstance(task, str) else task
+    name, schedule = parse_optimizer(optimizer, schedule)
     model, train, test = task.build(seed)
-    opt = get(optimizer, model.parameters(), lr=lr, flavor=flavor)
-    result = Run(task.name, optimizer, lr, seed)
+    result = Run(task.name, f"{name}+{schedule}" if schedule else name, lr, seed)
+    result.not_applicable = not_applicable(name, model, flavor=flavor)
+    if result.not_applicable is not None:
+        return result
+    opt = build(name, model, lr=lr, flavor=flavor)
+    scheduler = SCHEDULES[schedule](opt, task.steps) if schedule else None
     mode(opt, training=True)
     every = max(1, task.steps // evaluations)
     gen = torch.Generator().manual_seed(seed)
@@ -277,6 +321,8 @@ def run_task(task: Task | str, optimizer: str, lr: float, seed: int = 0, *,
             break
         loss.backward()
         optimizer_step(opt, closure)
+        if scheduler is not None:
+            scheduler.step()
         if step % every == 0 or step == task.steps:
             trained = time.perf_counter() - start - evaluating
             mode(opt, training=False)
