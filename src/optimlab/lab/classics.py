@@ -112,6 +112,15 @@ def _pair(claim: Claim, summaries: Sequence[Summary]) -> tuple[Summary, Summary]
     return rows[subject], rows[reference]
 
 
+def _paired(judge: Callable[[Claim, Summary, Summary, float], str]
+            ) -> Callable[[Claim, Sequence[Summary], float], str]:
+    """A verdict on the claim's subject ``a`` and reference ``b``, "not tested" without them."""
+    def verdict(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> str:
+        pair = _pair(claim, summaries)
+        return pair if isinstance(pair, str) else judge(claim, *pair, tolerance)
+    return verdict
+
+
 def _seconds(s: Summary) -> str:
     seconds = s.seconds_to_target
     return (f"{s.optimizer} never reached it (median of {len(s.runs)} seeds)" if seconds is None
@@ -119,11 +128,8 @@ def _seconds(s: Summary) -> str:
                  f"median of {len(s.runs)} seeds)")
 
 
-def _faster(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> str:
-    pair = _pair(claim, summaries)
-    if isinstance(pair, str):
-        return pair
-    a, b = pair
+@_paired
+def _faster(claim: Claim, a: Summary, b: Summary, tolerance: float) -> str:
     spec = get_task(claim.task)
     inf = math.inf
     ta = inf if a.seconds_to_target is None else a.seconds_to_target
@@ -132,11 +138,8 @@ def _faster(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> str
             f"{_seconds(a)} vs {_seconds(b)}")
 
 
-def _matches(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> str:
-    pair = _pair(claim, summaries)
-    if isinstance(pair, str):
-        return pair
-    a, b = pair
+@_paired
+def _matches(claim: Claim, a: Summary, b: Summary, tolerance: float) -> str:
     close = abs(a.mean - b.mean) <= tolerance * abs(b.mean)
     p = None
     if len(a.runs) > 1 and len(b.runs) > 1 and all(map(math.isfinite, a.finals + b.finals)):
@@ -151,11 +154,8 @@ def _matches(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> st
             f"{get_task(claim.task).label} over {len(a.runs)} seeds: {why}")
 
 
-def _ratio(claim: Claim, summaries: Sequence[Summary], tolerance: float) -> str:
-    pair = _pair(claim, summaries)
-    if isinstance(pair, str):
-        return pair
-    a, b = pair
+@_paired
+def _ratio(claim: Claim, a: Summary, b: Summary, tolerance: float) -> str:
     ratio = b.lr / a.lr
     agrees = 3 * (1 - 1e-9) <= ratio <= 10 * (1 + 1e-9)
     grid = sorted(set(a.sensitivity) | set(b.sensitivity))
