@@ -16,6 +16,11 @@ second process that reuses the cache. Nothing here asserts timings.
     python benchmarks/step.py                 # the full run (minutes)
     python benchmarks/step.py --quick         # small sizes, a smoke test
     python benchmarks/step.py --device cuda   # on a GPU (torch's fused CUDA kernels as baselines)
+    python benchmarks/step.py --out b.json --skip reference,torch-forloop   # fewer columns
+
+With ``--out`` the file is rewritten after every optimizer, and a second run with the same
+``--out`` keeps the optimizers already measured there (same cases and device) and measures only
+the rest, so an interrupted run loses nothing finished.
 """
 
 from __future__ import annotations
@@ -302,85 +307,125 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cases", default="a,b")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS))
-    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--out", help="write the results as JSON here (after each optimizer; "
+                                      "a run with the same file resumes)")
+    parser.add_argument("--skip", default="",
+                        help="implementations to leave out, comma-separated (e.g. "
+                             "reference,torch-forloop)")
+    parser.add_argument("--no-compile-start", action="store_true",
+                        help="leave out the compile cold-start measurement")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
         return 0
+    import optimlab.optim as oo
+
+    algorithms = args.algorithms.split(",")
+    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    if unknown:
+        parser.error(f"--algorithms: unknown {', '.join(unknown)}; known: "
+                     f"{', '.join(ALGORITHMS)}")
+    skip = {s for s in args.skip.split(",") if s}
     warmup, repeats = (2, 3) if args.quick else (3, 10)
     results = {"device": args.device, "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "cases": {}}
+               "torch": torch.__version__, "quick": args.quick, "cases": {}}
+    if args.out and os.path.exists(args.out):
+        with open(args.out) as f:
+            previous = json.load(f)
+        if all(previous.get(k) == results[k] for k in ("device", "torch", "quick")):
+            results = previous
+            print(f"resuming {args.out}: keeping what it has measured", flush=True)
+
+    def save():
+        if args.out:
+            tmp = args.out + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(results, f, indent=2)
+            os.replace(tmp, args.out)
+
     for case in args.cases.split(","):
         sizes = shapes(case, args.quick)
         n = sum(map(numel, sizes))
-        rows = []
 
         def run(impl, algorithm, sizes=sizes):
             spec = {"impl": impl, "algorithm": algorithm, "sizes": sizes, "device": args.device,
                     "warmup": warmup, "repeats": repeats}
             return run_one(spec) if args.quick else in_subprocess(spec)
 
-        adam_fused = run("torch-fused-adam", "adam")
-        adam_bytes = bytes_per_step(sizes, 2)
-        bw = bandwidth(adam_bytes, args.device, repeats)
+        done = results["cases"].get(case)
+        if done is None:
+            adam_fused = run("torch-fused-adam", "adam")
+            bw = bandwidth(bytes_per_step(sizes, 2), args.device, repeats)
+            done = results["cases"][case] = {
+                "tensors": len(sizes), "parameters": n, "bandwidth_bytes_per_s": bw,
+                "torch_fused_adam_seconds": adam_fused["seconds"], "rows": []}
+        bw, fused_seconds = done["bandwidth_bytes_per_s"], done["torch_fused_adam_seconds"]
         print(f"case {case}: {len(sizes)} tensors, {n:,} parameters; in-place kernel "
-              f"{bw / 1e9:.1f} GB/s; torch fused Adam {adam_fused['seconds'] * 1e3:.2f} ms",
-              flush=True)
-        adam_per_byte = adam_fused["seconds"] / adam_bytes
-        for algorithm in args.algorithms.split(","):
-            torch_name, _, buffers = ALGORITHMS[algorithm]
-            moved = bytes_per_step(sizes, buffers)
-            import optimlab.optim as oo
-
+              f"{bw / 1e9:.1f} GB/s; torch fused Adam {fused_seconds * 1e3:.2f} ms", flush=True)
+        adam_per_byte = fused_seconds / bytes_per_step(sizes, 2)
+        measured_before = {r["algorithm"] for r in done["rows"]}
+        for algorithm in algorithms:
+            if algorithm in measured_before:
+                continue
             if algorithm not in oo.names():
                 print(f"  {algorithm:9s} not in optimlab's registry: skipped", flush=True)
                 continue
-            impls = list(ENGINES)
-            if torch_name and hasattr(torch.optim, torch_name):
-                impls += ["torch-forloop", "torch-foreach"]
-                if torch_name in TORCH_FUSED:
-                    impls.append("torch-fused")
-            impls += list(PACKAGES.get(algorithm, {}))
-            measured = {impl: run(impl, algorithm) for impl in impls}
-            references = [m["seconds"] for k, m in measured.items()
-                          if k not in ENGINES and "seconds" in m]
-            for impl, m in measured.items():
-                if "seconds" not in m:
-                    print(f"  {algorithm:9s} {impl:14s} failed: {m.get('error')}", flush=True)
-                    continue
-                row = {"case": case, "algorithm": algorithm, "impl": impl, **m,
-                       "bytes": moved, "fraction_of_bandwidth": moved / m["seconds"] / bw,
-                       "per_byte_vs_fused_adam": (m["seconds"] / moved) / adam_per_byte}
-                if references:
-                    row["vs_fastest_reference"] = m["seconds"] / min(references)
-                if "torch-foreach" in measured and "seconds" in measured["torch-foreach"]:
-                    row["speedup_vs_foreach"] = measured["torch-foreach"]["seconds"] / m["seconds"]
-                rows.append(row)
-                matrix = m.get("matrix")
-                if matrix and matrix["share_of_step"] is not None and matrix["flops_per_s"]:
-                    print(f"  {algorithm:9s} {impl:14s} matrix work {matrix['share_of_step']:.0%}"
-                          f" of the step at {matrix['flops_per_s'] / 1e9:.1f} GFLOP/s (torch.mm "
-                          f"of the same shapes {matrix['mm_flops_per_s'] / 1e9:.1f})", flush=True)
-                print(f"  {algorithm:9s} {impl:14s} {m['seconds'] * 1e3:9.2f} ms  "
-                      f"{row['fraction_of_bandwidth']:5.0%} of bandwidth  "
-                      f"per byte ×{row['per_byte_vs_fused_adam']:.2f} fused Adam  "
-                      + (f"×{row['speedup_vs_foreach']:.2f} vs foreach  "
-                         if "speedup_vs_foreach" in row else "")
-                      + f"state {m['state_bytes'] / 2**20:.0f} MiB + transient "
-                        f"{m['transient_bytes'] / 2**20:.0f} MiB", flush=True)
-        results["cases"][case] = {"tensors": len(sizes), "parameters": n,
-                                  "bandwidth_bytes_per_s": bw,
-                                  "torch_fused_adam_seconds": adam_fused["seconds"], "rows": rows}
-    results["compile"] = [cold_start(args.device, tensors)
-                          for tensors in ((20,) if args.quick else (100, 1000))]
-    for row in results["compile"]:
+            rows = measure(algorithm, run, case, sizes, bw, adam_per_byte, skip)
+            done["rows"].extend(rows)
+            save()
+    if not args.no_compile_start and "compile" not in results:
+        results["compile"] = [cold_start(args.device, tensors)
+                              for tensors in ((20,) if args.quick else (100, 1000))]
+        save()
+    for row in results.get("compile", []):
         print(f"compile: cold {row['cold_seconds']:.2f} s, warm cache "
               f"{row['warm_seconds']:.2f} s ({row['tensors']} tensors, first step)", flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
     return 0
+
+
+def measure(algorithm: str, run, case: str, sizes, bw: float, adam_per_byte: float,
+            skip: set[str]) -> list[dict]:
+    """Every implementation of ``algorithm`` on one case: its rows, printed as they come."""
+    torch_name, _, buffers = ALGORITHMS[algorithm]
+    moved = bytes_per_step(sizes, buffers)
+    impls = list(ENGINES)
+    if torch_name and hasattr(torch.optim, torch_name):
+        impls += ["torch-forloop", "torch-foreach"]
+        if torch_name in TORCH_FUSED:
+            impls.append("torch-fused")
+    impls += list(PACKAGES.get(algorithm, {}))
+    measured = {impl: run(impl, algorithm) for impl in impls if impl not in skip}
+    references = [m["seconds"] for k, m in measured.items()
+                  if k not in ENGINES and "seconds" in m]
+    rows = []
+    for impl, m in measured.items():
+        if "seconds" not in m:
+            print(f"  {algorithm:9s} {impl:14s} failed: {m.get('error')}", flush=True)
+            continue
+        row = {"case": case, "algorithm": algorithm, "impl": impl, **m,
+               "bytes": moved, "fraction_of_bandwidth": moved / m["seconds"] / bw,
+               "per_byte_vs_fused_adam": (m["seconds"] / moved) / adam_per_byte}
+        if references:
+            row["vs_fastest_reference"] = m["seconds"] / min(references)
+        if "torch-foreach" in measured and "seconds" in measured["torch-foreach"]:
+            row["speedup_vs_foreach"] = measured["torch-foreach"]["seconds"] / m["seconds"]
+        rows.append(row)
+        matrix = m.get("matrix")
+        if matrix and matrix["share_of_step"] is not None and matrix["flops_per_s"]:
+            print(f"  {algorithm:9s} {impl:14s} matrix work {matrix['share_of_step']:.0%}"
+                  f" of the step at {matrix['flops_per_s'] / 1e9:.1f} GFLOP/s (torch.mm "
+                  f"of the same shapes {matrix['mm_flops_per_s'] / 1e9:.1f})", flush=True)
+        print(f"  {algorithm:9s} {impl:14s} {m['seconds'] * 1e3:9.2f} ms  "
+              f"{row['fraction_of_bandwidth']:5.0%} of bandwidth  "
+              f"per byte ×{row['per_byte_vs_fused_adam']:.2f} fused Adam  "
+              + (f"×{row['speedup_vs_foreach']:.2f} vs foreach  "
+                 if "speedup_vs_foreach" in row else "")
+              + (f"×{row['vs_fastest_reference']:.2f} of the fastest reference  "
+                 if "vs_fastest_reference" in row else "")
+              + f"state {m['state_bytes'] / 2**20:.0f} MiB + transient "
+                f"{m['transient_bytes'] / 2**20:.0f} MiB", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
