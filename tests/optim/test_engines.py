@@ -270,3 +270,24 @@ def test_taking_a_state_dict_does_not_disturb_training(engine):
         if i % 5 == 0:
             opt.state_dict()
     assert torch.equal(flat(params), flat(expected))
+
+
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
+def test_a_parameter_of_many_pieces_equals_torch(engine, monkeypatch):
+    """A parameter larger than one call of the compiled kernel (an embedding: more than
+    SLOTS pieces) is updated over several calls, each on views of the same leaf; equal to
+    torch.optim.Adam. Here pieces are made small, so a 10,000-element parameter needs two
+    calls of eight pieces."""
+    monkeypatch.setattr(engines.PackedEngine, "piece", 640)
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(100, 100))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    opt = oo.Adam([ours], lr=0.01, engine=engine)
+    ref = torch.optim.Adam([theirs], lr=0.01)
+    for _ in range(3):
+        grad = torch.randn(100, 100)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        opt.step()
+        ref.step()
+        assert relative_error(ours.detach(), theirs.detach()) <= 1e-12
+    assert ours.numel() > engines.SLOTS * engines.PackedEngine.piece  # several calls

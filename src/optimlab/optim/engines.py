@@ -349,7 +349,9 @@ class Pack:
                     p.grad = view
             return self.param, self.grad, None
         if len(self.params) == 1:
-            p, g = self.params[0], self.params[0].grad
+            # detached: a view of a leaf that requires grad, changed in place by one compiled
+            # call, cannot be traced again for the next call (a parameter of several calls)
+            p, g = self.params[0].detach(), self.params[0].grad
             if self.stacked:
                 return p.unsqueeze(0), g.unsqueeze(0), None
             if p.is_contiguous() and g.is_contiguous():
