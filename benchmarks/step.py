@@ -96,6 +96,8 @@ ENGINES = ("reference", "eager", "compiled", "flat", "flat-compiled")
 
 
 COLUMNS = 64  # of case (b)'s matrices
+#: rounds of the interleaved timing: steps of each implementation (quick: as --quick repeats)
+ROUNDS = 15
 
 
 def shapes(case: str, quick: bool) -> list[list[int]]:
@@ -222,6 +224,53 @@ def run_one(spec: dict) -> dict:
     return result
 
 
+def run_interleaved(spec: dict) -> dict:
+    """Time every implementation of ``spec["impls"]`` in this process, their steps taken in
+    turn, round after round (the order rotated each round): each one's median step time. This
+    machine's memory bandwidth drifts by tens of per cent between minutes, so ratios between
+    implementations come from steps taken within the same seconds. An implementation that fails
+    to build or step gets its error instead."""
+    device = torch.device(spec["device"])
+    cuda = device.type == "cuda"
+    entries, out = [], {}
+    for impl in spec["impls"]:
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(shape, device=device))
+                  for shape in spec["sizes"]]
+        grads = [torch.randn_like(p) for p in params]
+        try:
+            opt = make(impl, spec["algorithm"], params)
+            entry = (impl, opt, params, grads)
+            for _ in range(spec["warmup"]):
+                _step(entry)
+        except Exception as error:  # noqa: BLE001 - reported per implementation
+            out[impl] = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
+            continue
+        entries.append(entry)
+    times: dict[str, list[float]] = {impl: [] for impl, *_ in entries}
+    for r in range(spec["repeats"]):
+        for entry in entries[r % len(entries):] + entries[:r % len(entries)] if entries else []:
+            if cuda:
+                torch.cuda.synchronize()
+            times[entry[0]].append(_step(entry, cuda))
+    out.update({impl: {"seconds": statistics.median(t)} for impl, t in times.items()})
+    return out
+
+
+def _step(entry, cuda: bool = False) -> float:
+    """One step of an (impl, optimizer, params, grads) entry, its gradients given back first
+    (some libraries, heavyball, consume them); the step's seconds."""
+    _, opt, params, grads = entry
+    for p, g in zip(params, grads, strict=True):
+        if p.grad is None:
+            p.grad = g
+    start = time.perf_counter()
+    opt.step()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 MATRIX_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::linalg_eigh",
               "aten::_linalg_eigh", "aten::linalg_qr", "aten::linalg_householder_product")
 
@@ -317,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(json.loads(args.one))))
+        spec = json.loads(args.one)
+        print(json.dumps(run_interleaved(spec) if "impls" in spec else run_one(spec)))
         return 0
     import optimlab.optim as oo
 
@@ -348,10 +398,16 @@ def main(argv: list[str] | None = None) -> int:
         sizes = shapes(case, args.quick)
         n = sum(map(numel, sizes))
 
-        def run(impl, algorithm, sizes=sizes):
-            spec = {"impl": impl, "algorithm": algorithm, "sizes": sizes, "device": args.device,
-                    "warmup": warmup, "repeats": repeats}
-            return run_one(spec) if args.quick else in_subprocess(spec)
+        def run(impl, algorithm, sizes=sizes, warmup=warmup, repeats=repeats):
+            """``impl`` alone in a fresh process (its memory), or, given a list, the
+            implementations interleaved in one (their times)."""
+            many = isinstance(impl, list)
+            spec = {("impls" if many else "impl"): impl, "algorithm": algorithm,
+                    "sizes": sizes, "device": args.device, "warmup": warmup,
+                    "repeats": (repeats if args.quick else ROUNDS) if many else repeats}
+            if args.quick:
+                return run_interleaved(spec) if many else run_one(spec)
+            return in_subprocess(spec)
 
         done = results["cases"].get(case)
         if done is None:
@@ -395,7 +451,16 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, adam_per_byte: flo
         if torch_name in TORCH_FUSED:
             impls.append("torch-fused")
     impls += list(PACKAGES.get(algorithm, {}))
-    measured = {impl: run(impl, algorithm) for impl in impls if impl not in skip}
+    impls = [impl for impl in impls if impl not in skip]
+    timed = run(impls, algorithm)
+    if "error" in timed:  # the interleaved process itself failed
+        timed = {impl: timed for impl in impls}
+    measured = {}
+    for impl in impls:  # memory (and matrix work) each alone, in a fresh process
+        alone = run(impl, algorithm, warmup=1, repeats=2)
+        measured[impl] = ({**alone, "seconds_alone": alone["seconds"], **timed[impl]}
+                          if "seconds" in alone and "seconds" in timed[impl]
+                          else {"error": timed[impl].get("error") or alone.get("error")})
     references = [m["seconds"] for k, m in measured.items()
                   if k not in ENGINES and "seconds" in m]
     rows = []

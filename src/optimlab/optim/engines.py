@@ -5,9 +5,11 @@ in every engine, only the granularity differs.
 * ``eager``: the chain over cache-sized pieces: a large parameter is processed in slices of its
   own storage; small ones are gathered into a scratch buffer, updated together and copied back.
   No compiler needed.
-* ``compiled``: the same pieces handed, several at a time, to one ``torch.compile``-d kernel
-  (dynamic sizes, so one compilation serves every model); hyper-parameters and per-step
-  coefficients enter as 0-d tensors, so a schedule never recompiles.
+* ``compiled``: the packs (a large parameter whole, small ones gathered) handed, several at a
+  time, to one ``torch.compile``-d kernel (dynamic sizes, so one compilation serves every
+  model); a fused kernel reads each element once, so it needs no cache-sized slices.
+  Hyper-parameters and per-step coefficients enter as 0-d tensors, so a schedule never
+  recompiles.
 * ``flat``, ``flat-compiled`` (explicit opt-in): as ``eager``/``compiled``, but the parameters
   and gradients themselves are re-pointed into one flat buffer per cohort, which saves the
   gathering. Every parameter then shares one storage: ``safetensors`` refuses such a model and
@@ -443,7 +445,12 @@ class PackedEngine:
 
     name = "eager"
     flat = False
+    #: elements of a gathered pack, and of a slice where :attr:`slices` is set.
     piece = CHUNK
+    #: slice large packs into cache-sized pieces on CPU (eager: each op's temporaries stay in
+    #: cache); a fused kernel has no temporaries and reads each element once, so the compiled
+    #: engines take a pack whole, in fewer calls.
+    slices = True
 
     def __init__(self, optimizer: Optimizer):
         self.optimizer = optimizer
@@ -597,12 +604,12 @@ class PackedEngine:
                 ReferenceEngine.finish(opt, hp, *operands)
 
     def pieces(self, pack: Pack, param: Tensor, grad: Tensor) -> list[tuple]:
-        """A pack's operands as (param, grad, buffers) pieces: slices of at most
-        :attr:`piece` elements on CPU (cache-sized; never a 1-element tail after a longer
-        slice), the whole pack on an accelerator, a stack whole."""
-        if pack.stacked:
+        """A pack's operands as (param, grad, buffers) pieces: for the eager engines on CPU,
+        slices of at most :attr:`piece` elements (cache-sized; never a 1-element tail after a
+        longer slice); else, and for a stack, the whole pack."""
+        if pack.stacked or not self.slices or pack.n <= self.piece or pack.device.type != "cpu":
             return [(param, grad, pack.buffers)]
-        size = self.piece if pack.device.type == "cpu" else pack.n
+        size = self.piece
         bounds = [*range(0, pack.n, size), pack.n]
         if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
             bounds[-2] -= 1
@@ -692,6 +699,12 @@ def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain) -> 
     return kernel
 
 
+#: Inductor's own checks of every input's size, stride and alignment inside the generated code,
+#: left out: Dynamo's guards already check what the kernel was specialised on, and the checks
+#: cost about 10 µs per parameter and step, as much as the update of a 30K-element tensor.
+KERNEL_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
+
+
 def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) -> Callable:
     _raise_recompile_limits()
 
@@ -700,7 +713,7 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) ->
         for param, grad, buffers in pieces:
             apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
 
-    compiled = torch.compile(fused, dynamic=True)
+    compiled = torch.compile(fused, dynamic=True, options=KERNEL_OPTIONS)
     failed: list[str] = []
 
     def kernel(*args):
@@ -746,6 +759,7 @@ class CompiledEngine(PackedEngine):
     """The pieces of a cohort through one ``torch.compile``-d kernel, :data:`SLOTS` per call."""
 
     name = "compiled"
+    slices = False
 
     def __init__(self, optimizer: Optimizer):
         super().__init__(optimizer)
