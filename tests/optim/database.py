@@ -166,6 +166,21 @@ def _keras(cls, sets, bad=(), **kw) -> OptimizerInfo:
     return OptimizerInfo(cls, "keras", sets, "keras", list(bad) + COMMON_BAD, **kw)
 
 
+def _torch_flavor_of_keras(cls, sets, lr: float, bad, defaults: tuple[str, ...],
+                           **kw) -> OptimizerInfo:
+    """The torch flavor of an optimizer whose reference is Keras' (Lion, Lamb): ``sets`` and
+    clipvalue and accumulation at ``lr``, not clipnorm/global_clipnorm (the torch flavor has
+    torch's clipping formulas, the keras flavor Keras'). Keras is given our defaults of the
+    hyper-parameters named in ``defaults``, where they are not Keras' (KerasRun renames them)."""
+    def reference_hp(hp: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: cls.DEFAULTS["torch"][k] for k in defaults}, **hp}
+    return OptimizerInfo(cls, "torch", [
+        *sets,
+        ("clipvalue", {"lr": lr, "clipvalue": 0.01}),
+        ("accumulation", {"lr": lr, "gradient_accumulation_steps": 3}),
+    ], "keras", list(bad) + COMMON_BAD, complex=False, reference_hp=reference_hp, **kw)
+
+
 DATABASE: list[OptimizerInfo] = [
     _torch(oo.SGD, [
         ("plain", {"lr": 0.1}),
@@ -433,14 +448,6 @@ def lion_sign_argument(state, grad: torch.Tensor, group) -> tuple[torch.Tensor, 
     return m * beta1 + grad * (1 - beta1), 16 * unit * (m.abs() + grad.abs())
 
 
-def _lion_keras_hp(hp: dict[str, Any]) -> dict[str, Any]:
-    """Our torch-flavor Lion for Keras' Lion: our defaults where they are not Keras' (``lr``)
-    given explicitly; the rest as it is (KerasRun renames lr → learning_rate, betas → beta_1,
-    beta_2)."""
-    defaults = oo.Lion.DEFAULTS["torch"]
-    return {"lr": defaults["lr"], "betas": defaults["betas"], **hp}
-
-
 #: optimlab's options that a reference package is not given: torch.nn.utils emulates clipping
 #: and accumulation, PackageRun emulates ``maximize`` (see tests/optim/references.py).
 _OPTIMLAB_ONLY = ("clipnorm", "global_clipnorm", "clipvalue", "gradient_accumulation_steps",
@@ -493,17 +500,13 @@ def _pytorch_optimizer(cls, flavor: str, name: str, sets, bad) -> OptimizerInfo:
 
 
 DATABASE += [
-    # Keras' Lion is the reference of both flavors; the torch flavor has torch's clipping
-    # formulas, so it is compared without clipnorm/global_clipnorm (the keras flavor with)
-    OptimizerInfo(oo.Lion, "torch", [
+    # Keras' Lion is the reference of both flavors
+    _torch_flavor_of_keras(oo.Lion, [
         ("plain", {"lr": 0.005}),
         ("defaults", {}),
         ("betas+weight_decay", {"lr": 0.003, "betas": (0.8, 0.95), "weight_decay": 0.5}),
         ("maximize", {"lr": 0.003, "maximize": True}),
-        ("clipvalue", {"lr": 0.003, "clipvalue": 0.01}),
-        ("accumulation", {"lr": 0.003, "gradient_accumulation_steps": 3}),
-    ], "keras", LION_BAD + COMMON_BAD, complex=False, reference_hp=_lion_keras_hp,
-        sign_argument=lion_sign_argument),
+    ], 0.003, LION_BAD, ("lr", "betas"), sign_argument=lion_sign_argument),
     _keras(oo.Lion, [
         ("plain", {"lr": 0.005}),
         ("defaults", {}),
@@ -672,12 +675,6 @@ DATABASE += [
 ]
 
 
-def _lamb_keras_hp(hp: dict[str, Any]) -> dict[str, Any]:
-    """Our torch-flavor Lamb for Keras' Lamb: our defaults where they are not Keras' (``eps``)
-    given explicitly; the rest as it is (KerasRun renames them)."""
-    return {"eps": oo.Lamb.DEFAULTS["torch"]["eps"], **hp}
-
-
 LAMB_BAD = BETA_BAD
 LARS_BAD = [({"momentum": 1.0}, "momentum"), ({"momentum": -0.1}, "momentum"),
             ({"dampening": 1.0}, "dampening"), ({"dampening": -0.5}, "dampening"),
@@ -700,17 +697,14 @@ LARS_SETS = [
 ]
 
 DATABASE += [
-    # Keras' Lamb is the reference of both flavors; the torch flavor has torch's clipping
-    # formulas, so it is compared without clipnorm/global_clipnorm (the keras flavor with)
-    OptimizerInfo(oo.Lamb, "torch", [
+    # Keras' Lamb is the reference of both flavors
+    _torch_flavor_of_keras(oo.Lamb, [
         ("plain", {"lr": 0.01}),
         ("defaults", {}),
         ("betas+eps", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3}),
         ("weight_decay", {"lr": 0.01, "weight_decay": 0.1}),  # decoupled, as Keras
         ("maximize", {"lr": 0.01, "maximize": True}),
-        ("clipvalue", {"lr": 0.01, "clipvalue": 0.01}),
-        ("accumulation", {"lr": 0.01, "gradient_accumulation_steps": 3}),
-    ], "keras", LAMB_BAD + COMMON_BAD, complex=False, reference_hp=_lamb_keras_hp),
+    ], 0.01, LAMB_BAD, ("eps",)),
     _keras(oo.Lamb, [
         ("plain", {"lr": 0.01}),
         ("defaults", {}),

@@ -110,6 +110,14 @@ def hyper(group: Mapping, key: str, default=None):
     return value[int(index)] if index else value
 
 
+def check_tuple(group: Mapping, key: str, length: int, allowed: str) -> None:
+    """Refuse ``group[key]`` unless it is missing or a tuple/list of ``length`` entries
+    (``allowed`` says what they are)."""
+    value = group.get(key)
+    if value is not None and (not isinstance(value, tuple | list) or len(value) != length):
+        raise ValueError(f"{key}={value!r} is not allowed: give {allowed}")
+
+
 def display(key: str) -> str:
     """``"betas.1"`` → ``"betas[1]"``, the way a user writes it."""
     name, _, index = key.partition(".")
@@ -1253,10 +1261,8 @@ class MixSlowAverage(Transform):
         return {"exp_avg_slow": torch.zeros_like(p)}
 
     def validate(self, group):
-        betas = group.get("betas")
-        if betas is not None and (not isinstance(betas, tuple | list) or len(betas) != 3):
-            raise ValueError(f"betas={betas!r} is not allowed: give three decay rates "
-                             f"(β₁ fast average, β₂ second moment, β₃ slow average)")
+        check_tuple(group, "betas", 3, "three decay rates (β₁ fast average, β₂ second "
+                                       "moment, β₃ slow average)")
         super().validate(group)
         if group.get("t_alpha_beta3") is None:
             return
@@ -1490,13 +1496,12 @@ class Orthogonalize(Transform):
         steps = group.get("ns_steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
             raise ValueError(f"ns_steps={steps!r} must be an integer in [0, 100)")
-        coefficients = group.get("ns_coefficients")
-        if coefficients is not None and not (
-                isinstance(coefficients, tuple | list) and len(coefficients) == 3
-                and all(isinstance(k, int | float) and not isinstance(k, bool)
-                        and math.isfinite(k) for k in coefficients)):
-            raise ValueError(f"ns_coefficients={coefficients!r} is not allowed: give three "
-                             f"finite numbers (a, b, c) of the Newton–Schulz polynomial")
+        allowed = "three finite numbers (a, b, c) of the Newton–Schulz polynomial"
+        check_tuple(group, "ns_coefficients", 3, allowed)
+        if not all(isinstance(k, int | float) and not isinstance(k, bool) and math.isfinite(k)
+                   for k in group.get("ns_coefficients") or ()):
+            raise ValueError(f"ns_coefficients={group['ns_coefficients']!r} is not allowed: "
+                             f"give {allowed}")
 
     def update(self, u, g, s, p, hp, c):
         if u.dim() != 3:
@@ -1718,10 +1723,8 @@ class FactoredAdapt(Transform):
             self.round_to = round_to
 
     def validate(self, group):
-        eps = group.get("eps")
-        if eps is not None and (not isinstance(eps, tuple | list) or len(eps) != 2):
-            raise ValueError(f"eps={eps!r} is not allowed: give a pair (eps1, eps2), eps1 >= 0 "
-                             f"or None (the dtype's machine epsilon), eps2 >= 0")
+        check_tuple(group, "eps", 2, "a pair (eps1, eps2), eps1 >= 0 or None (the dtype's "
+                                     "machine epsilon), eps2 >= 0")
         super().validate(group)
 
     def init(self, p, hp):
