@@ -138,12 +138,13 @@ def _make(impl: str, algorithm: str, params):
         where, extra = PACKAGES[algorithm][impl]
         module, _, name = where.partition(":")
         return getattr(importlib.import_module(module), name)(params, **kwargs, **extra)
+    if impl == "torch-fused-adam":  # the per-byte baseline, beside any algorithm
+        return torch.optim.Adam(params, **ALGORITHMS["adam"][1], fused=True)
     if impl.startswith("torch-"):
         mode = impl.split("-", 1)[1]
-        name = "Adam" if impl == "torch-fused-adam" else torch_name
         flags = {"forloop": {"foreach": False}, "foreach": {"foreach": True},
-                 "fused": {"fused": True}, "fused-adam": {"fused": True}}[mode]
-        return getattr(torch.optim, name)(params, **kwargs, **flags)
+                 "fused": {"fused": True}}[mode]
+        return getattr(torch.optim, torch_name)(params, **kwargs, **flags)
     import optimlab.optim as oo
 
     return oo.get(algorithm, params, engine=impl, **kwargs)
@@ -419,7 +420,6 @@ def main(argv: list[str] | None = None) -> int:
         bw, fused_seconds = done["bandwidth_bytes_per_s"], done["torch_fused_adam_seconds"]
         print(f"case {case}: {len(sizes)} tensors, {n:,} parameters; in-place kernel "
               f"{bw / 1e9:.1f} GB/s; torch fused Adam {fused_seconds * 1e3:.2f} ms", flush=True)
-        adam_per_byte = fused_seconds / bytes_per_step(sizes, 2)
         measured_before = {r["algorithm"] for r in done["rows"]}
         for algorithm in algorithms:
             if algorithm in measured_before:
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             if algorithm not in oo.names():
                 print(f"  {algorithm:9s} not in optimlab's registry: skipped", flush=True)
                 continue
-            rows = measure(algorithm, run, case, sizes, bw, adam_per_byte, skip)
+            rows = measure(algorithm, run, case, sizes, bw, skip)
             done["rows"].extend(rows)
             save()
     if not args.no_compile_start and "compile" not in results:
@@ -440,9 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(algorithm: str, run, case: str, sizes, bw: float, adam_per_byte: float,
-            skip: set[str]) -> list[dict]:
-    """Every implementation of ``algorithm`` on one case: its rows, printed as they come."""
+def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str]) -> list[dict]:
+    """Every implementation of ``algorithm`` on one case: its rows, printed as they come. torch's
+    fused Adam runs interleaved with them, the per-byte baseline of this algorithm's rows."""
     torch_name, _, buffers = ALGORITHMS[algorithm]
     moved = bytes_per_step(sizes, buffers)
     impls = list(ENGINES)
@@ -452,9 +452,11 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, adam_per_byte: flo
             impls.append("torch-fused")
     impls += list(PACKAGES.get(algorithm, {}))
     impls = [impl for impl in impls if impl not in skip]
-    timed = run(impls, algorithm)
+    timed = run([*impls, "torch-fused-adam"], algorithm)
     if "error" in timed:  # the interleaved process itself failed
-        timed = {impl: timed for impl in impls}
+        timed = {impl: timed for impl in [*impls, "torch-fused-adam"]}
+    fused_adam = timed["torch-fused-adam"].get("seconds")
+    adam_per_byte = fused_adam / bytes_per_step(sizes, 2) if fused_adam else math.nan
     measured = {}
     for impl in impls:  # memory (and matrix work) each alone, in a fresh process
         alone = run(impl, algorithm, warmup=1, repeats=2)
@@ -469,6 +471,7 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, adam_per_byte: flo
             print(f"  {algorithm:9s} {impl:14s} failed: {m.get('error')}", flush=True)
             continue
         row = {"case": case, "algorithm": algorithm, "impl": impl, **m,
+               "torch_fused_adam_seconds": fused_adam,
                "bytes": moved, "fraction_of_bandwidth": moved / m["seconds"] / bw,
                "per_byte_vs_fused_adam": (m["seconds"] / moved) / adam_per_byte}
         if references:
