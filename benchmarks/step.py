@@ -26,6 +26,7 @@ the rest, so an interrupted run loses nothing finished.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -140,11 +141,14 @@ def _make(impl: str, algorithm: str, params):
         return getattr(importlib.import_module(module), name)(params, **kwargs, **extra)
     if impl == "torch-fused-adam":  # the per-byte baseline, beside any algorithm
         return torch.optim.Adam(params, **ALGORITHMS["adam"][1], fused=True)
-    if impl.startswith("torch-"):
-        mode = impl.split("-", 1)[1]
-        flags = {"forloop": {"foreach": False}, "foreach": {"foreach": True},
+    if impl == "torch" or impl.startswith("torch-"):
+        cls = getattr(torch.optim, torch_name)
+        mode = impl.partition("-")[2]
+        flags = {"": {}, "forloop": {"foreach": False}, "foreach": {"foreach": True},
                  "fused": {"fused": True}}[mode]
-        return getattr(torch.optim, torch_name)(params, **kwargs, **flags)
+        if "foreach" not in inspect.signature(cls).parameters:  # one implementation (Muon)
+            flags = {}
+        return cls(params, **kwargs, **flags)
     import optimlab.optim as oo
 
     return oo.get(algorithm, params, engine=impl, **kwargs)
@@ -362,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="",
                         help="implementations to leave out, comma-separated (e.g. "
                              "reference,torch-forloop)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="time only: leave out each implementation's memory, measured alone "
+                             "in a fresh process")
     parser.add_argument("--no-compile-start", action="store_true",
                         help="leave out the compile cold-start measurement")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -427,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             if algorithm not in oo.names():
                 print(f"  {algorithm:9s} not in optimlab's registry: skipped", flush=True)
                 continue
-            rows = measure(algorithm, run, case, sizes, bw, skip)
+            rows = measure(algorithm, run, case, sizes, bw, skip, not args.no_memory)
             done["rows"].extend(rows)
             save()
     if not args.no_compile_start and "compile" not in results:
@@ -440,14 +447,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str]) -> list[dict]:
+def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str],
+            memory: bool = True) -> list[dict]:
     """Every implementation of ``algorithm`` on one case: its rows, printed as they come. torch's
     fused Adam runs interleaved with them, the per-byte baseline of this algorithm's rows."""
     torch_name, _, buffers = ALGORITHMS[algorithm]
     moved = bytes_per_step(sizes, buffers)
     impls = list(ENGINES)
     if torch_name and hasattr(torch.optim, torch_name):
-        impls += ["torch-forloop", "torch-foreach"]
+        if "foreach" in inspect.signature(getattr(torch.optim, torch_name)).parameters:
+            impls += ["torch-forloop", "torch-foreach"]
+        else:  # torch has one implementation (Muon)
+            impls.append("torch")
         if torch_name in TORCH_FUSED:
             impls.append("torch-fused")
     impls += list(PACKAGES.get(algorithm, {}))
@@ -459,6 +470,9 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str]) ->
     adam_per_byte = fused_adam / bytes_per_step(sizes, 2) if fused_adam else math.nan
     measured = {}
     for impl in impls:  # memory (and matrix work) each alone, in a fresh process
+        if not memory:
+            measured[impl] = timed[impl]
+            continue
         alone = run(impl, algorithm, warmup=1, repeats=2)
         measured[impl] = ({**alone, "seconds_alone": alone["seconds"], **timed[impl]}
                           if "seconds" in alone and "seconds" in timed[impl]
@@ -491,8 +505,9 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str]) ->
                  if "speedup_vs_foreach" in row else "")
               + (f"×{row['vs_fastest_reference']:.2f} of the fastest reference  "
                  if "vs_fastest_reference" in row else "")
-              + f"state {m['state_bytes'] / 2**20:.0f} MiB + transient "
-                f"{m['transient_bytes'] / 2**20:.0f} MiB", flush=True)
+              + (f"state {m['state_bytes'] / 2**20:.0f} MiB + transient "
+                 f"{m['transient_bytes'] / 2**20:.0f} MiB" if "state_bytes" in m else ""),
+              flush=True)
     return rows
 
 

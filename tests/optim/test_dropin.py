@@ -71,6 +71,14 @@ SPECS = [
     Spec("Adagrad", "Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
     Spec("Adadelta", "Adadelta", {}),
     Spec("Adamax", "Adamax", {"lr": 0.01}),
+    # torch.optim's other classes: RAdam's rectification (and its decoupled decay), Rprop's
+    # previous gradient and per-entry step sizes, ASGD's averaged iterate and scalar state
+    # (eta, mu), Adafactor's factored moments (row/column for matrices, a vector for biases)
+    Spec("RAdam-decoupled", "RAdam", {"lr": 0.01, "weight_decay": 0.1,
+                                      "decoupled_weight_decay": True}),
+    Spec("Rprop", "Rprop", {"lr": 0.01}),
+    Spec("ASGD", "ASGD", {"lr": 0.01, "t0": 3}),
+    Spec("Adafactor", "Adafactor", {"lr": 0.01, "weight_decay": 0.01}),
 ]
 BY_ID = {spec.id: spec for spec in SPECS}
 #: engines that compile (seconds per optimizer, flag set and dtype; a minute on a cold cache and a

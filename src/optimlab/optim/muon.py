@@ -172,8 +172,10 @@ class Muon(Optimizer):
 def muon_param_groups(model: nn.Module, adamw: Mapping[str, Any] | None = None,
                       muon: Mapping[str, Any] | None = None, exclude: Iterable[str] = (),
                       head: str | None = "auto") -> list[dict[str, Any]]:
-    """A model's trainable parameters as :class:`Muon`'s two kinds of param group: the
-    hidden weight matrices for Muon, the rest for AdamW.
+    """A model's parameters as :class:`Muon`'s two kinds of param group: the hidden weight
+    matrices for Muon, the rest for AdamW. Frozen parameters are included, as
+    ``model.parameters()`` includes them for torch.optim: they are skipped while they have no
+    gradient and train once unfrozen (fine-tuning that unfreezes layers later).
 
     A parameter goes to the AdamW group (``"algorithm": "adamw"``, with ``adamw``'s entries)
     if it is not 2-D (biases, norms, convolution kernels), belongs to an ``nn.Embedding``
@@ -199,7 +201,7 @@ def muon_param_groups(model: nn.Module, adamw: Mapping[str, Any] | None = None,
     for owner, module in modules.items():
         embedding = "Embedding" in type(module).__name__
         for local, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
+            if id(p) in seen:
                 continue
             seen.add(id(p))
             name = f"{owner}.{local}" if owner else local
