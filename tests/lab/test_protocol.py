@@ -181,3 +181,16 @@ def test_cosine_schedule_is_an_option_and_a_name(monkeypatch):
     assert run_task("noisy_quadratic", "sgd", 0.5, seed=1).curve != named.curve
     with pytest.raises(ValueError, match="schedule='linear' must be one of cosine"):
         run_task("noisy_quadratic", "sgd", 0.5, schedule="linear")
+
+
+def test_a_summary_with_a_diverged_seed_exports():
+    """A row where one seed diverged (final ∞) has an infinite mean and spread and still
+    exports (``make run`` once crashed here: ``statistics.stdev`` cannot take ∞); a finite row
+    keeps the sample standard deviation."""
+    runs = [Run("digits_mlp", "sgd", 0.1, seed, final=v)
+            for seed, v in enumerate([0.5, math.inf, 0.7], 1)]
+    row = Summary("digits_mlp", "sgd", 0.1, {0.1: 0.5}, runs).as_dict()
+    assert row["mean"] == math.inf and row["std"] == math.inf
+    assert row["ci95"][1] == math.inf
+    finite = Summary("digits_mlp", "sgd", 0.1, {0.1: 0.5}, runs[::2])
+    assert finite.std == pytest.approx(math.sqrt(0.02))

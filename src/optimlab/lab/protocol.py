@@ -89,7 +89,12 @@ class Summary:
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.finals) if len(self.runs) > 1 else 0.0
+        """Standard deviation of the final metric over the seeds; ∞ when a seed diverged
+        (``statistics.stdev`` cannot take ∞)."""
+        finals = self.finals
+        if len(finals) < 2:
+            return 0.0
+        return statistics.stdev(finals) if all(map(math.isfinite, finals)) else math.inf
 
     @property
     def best(self) -> float:
