@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,11 +110,13 @@ def hyper(group: Mapping, key: str, default=None):
     return value[int(index)] if index else value
 
 
-def check_tuple(group: Mapping, key: str, length: int, allowed: str) -> None:
-    """Refuse ``group[key]`` unless it is missing or a tuple/list of ``length`` entries
-    (``allowed`` says what they are)."""
+def check_tuple(group: Mapping, key: str, length: int, allowed: str,
+                entry: Callable[[Any], bool] | None = None) -> None:
+    """Refuse ``group[key]`` unless it is missing or a tuple/list of ``length`` entries, each
+    passing ``entry`` if given (``allowed`` says what they are)."""
     value = group.get(key)
-    if value is not None and (not isinstance(value, tuple | list) or len(value) != length):
+    if value is not None and (not isinstance(value, tuple | list) or len(value) != length
+                              or (entry is not None and not all(map(entry, value)))):
         raise ValueError(f"{key}={value!r} is not allowed: give {allowed}")
 
 
@@ -1496,12 +1498,10 @@ class Orthogonalize(Transform):
         steps = group.get("ns_steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
             raise ValueError(f"ns_steps={steps!r} must be an integer in [0, 100)")
-        allowed = "three finite numbers (a, b, c) of the Newton–Schulz polynomial"
-        check_tuple(group, "ns_coefficients", 3, allowed)
-        if not all(isinstance(k, int | float) and not isinstance(k, bool) and math.isfinite(k)
-                   for k in group.get("ns_coefficients") or ()):
-            raise ValueError(f"ns_coefficients={group['ns_coefficients']!r} is not allowed: "
-                             f"give {allowed}")
+        check_tuple(group, "ns_coefficients", 3,
+                    "three finite numbers (a, b, c) of the Newton–Schulz polynomial",
+                    lambda k: isinstance(k, int | float) and not isinstance(k, bool)
+                    and math.isfinite(k))
 
     def update(self, u, g, s, p, hp, c):
         if u.dim() != 3:
