@@ -292,3 +292,28 @@ def test_a_parameter_of_many_pieces_equals_torch(engine, slices, monkeypatch):
         opt.step()
         ref.step()
         assert relative_error(ours.detach(), theirs.detach()) <= 1e-12
+
+
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
+def test_large_same_shaped_tensors_of_a_tensor_chain_are_stacks_of_one(engine):
+    """A chain of whole tensors (LAMB) gets stacks of same-shaped parameters: small ones are
+    stacked together (gathered into scratch), a large one is a stack of one, a view of the
+    parameter (gathering large ones copied every parameter and gradient in and out each step,
+    and Prodigy gathered twice). Equal to the reference engine either way."""
+    torch.manual_seed(0)
+    side = int(engines.SINGLE ** 0.5) + 1
+    shapes = [(side, side)] * 3 + [(4, 5)] * 3
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = oo.Lamb(ours, lr=0.01, weight_decay=0.1, engine=engine)
+    ref = oo.Lamb(theirs, lr=0.01, weight_decay=0.1, engine="reference")
+    for _ in range(2):
+        for p, q in zip(ours, theirs, strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+    packs = sorted(len(pack.params) for plan in opt._engine.plans.values()
+                   for cohort in plan.cohorts for pack in cohort.packs)
+    assert packs == [1, 1, 1, 3]
+    assert relative_error(flat(ours), flat(theirs)) <= 1e-12

@@ -530,11 +530,14 @@ class PackedEngine:
 
     def _split(self, pairs: list[tuple[Tensor, dict]], stacked: bool) -> list[list]:
         """A cohort's members in pieces: a large parameter alone, small ones together (stacks
-        of one shape: up to :data:`STACK` elements together)."""
+        of one shape: up to :data:`STACK` elements together; a stack of one parameter is a
+        view of it, a stack of several is gathered, which costs more than the fewer calls
+        save once a tensor has :data:`SINGLE` elements)."""
         if self.flat and not stacked:
             return [pairs]
         if stacked:
-            count = max(1, STACK // max(1, pairs[0][0].numel()))
+            n = pairs[0][0].numel()
+            count = 1 if n >= SINGLE else STACK // max(1, n)
             return [pairs[i:i + count] for i in range(0, len(pairs), count)]
         parts, small, size = [], [], 0
         for pair in pairs:
