@@ -317,3 +317,29 @@ def test_large_same_shaped_tensors_of_a_tensor_chain_are_stacks_of_one(engine):
                    for cohort in plan.cohorts for pack in cohort.packs)
     assert packs == [1, 1, 1, 3]
     assert relative_error(flat(ours), flat(theirs)) <= 1e-12
+
+
+def test_compiled_engine_runs_the_matrix_work_of_a_group_eager():
+    """Muon's matrix group runs as in eager under engine='compiled' (nothing is compiled for
+    it: bit-equal to eager); the AdamW group of a vector still compiles. The loss is separable,
+    so the vector's rounding in the fused kernel does not reach the matrices' gradients."""
+    torch.manual_seed(0)
+    start = [torch.randn(5, 6), torch.randn(3, 5), torch.randn(5)]
+    runs = {}
+    for engine in ("compiled", "eager"):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = oo.Muon([{"params": params[:2]}, {"params": params[2:], "algorithm": "adamw"}],
+                      lr=0.02, engine=engine)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            opt.zero_grad()
+            x, y = torch.randn(4, 6, generator=gen), torch.randn(4, 5, generator=gen)
+            loss = ((x @ params[0].T).square().sum() + (y @ params[1].T).square().sum()
+                    + (params[2] - 1).square().sum())
+            loss.backward()
+            opt.step()
+        runs[engine] = params, opt
+    (compiled, opt), (eager, _) = runs["compiled"], runs["eager"]
+    assert torch.equal(compiled[0], eager[0]) and torch.equal(compiled[1], eager[1])
+    assert relative_error(compiled[2], eager[2]) <= 1e-12
+    assert len(opt._engine.kernels) == 1  # the vector's AdamW

@@ -9,7 +9,8 @@ in every engine, only the granularity differs.
   time, to one ``torch.compile``-d kernel (dynamic sizes, so one compilation serves every
   model); a fused kernel reads each element once, so it needs no cache-sized slices.
   Hyper-parameters and per-step coefficients enter as 0-d tensors, so a schedule never
-  recompiles.
+  recompiles. Param groups whose chain does matrix work (Muon, SOAP: ``Transform.fuses``)
+  run as in ``eager``.
 * ``flat``, ``flat-compiled`` (explicit opt-in): as ``eager``/``compiled``, but the parameters
   and gradients themselves are re-pointed into one flat buffer per cohort, which saves the
   gathering. Every parameter then shares one storage: ``safetensors`` refuses such a model and
@@ -95,12 +96,13 @@ def preprocess(p: Tensor, g: Tensor, hp: Hyper, dtype: torch.dtype | None,
 
 
 def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp: Hyper,
-                 c: list, dtype: torch.dtype | None = None) -> None:
+                 c: list, dtype: torch.dtype | None = None) -> Tensor | None:
     """The elementwise part of every step: ``maximize``, weight decay, the chain, p ← p − u.
 
     ``maximize`` and weight decay are options of the optimizer base, applied here so that a
     fused kernel covers them. With ``dtype`` (the optimizer's ``state_dtype``) the update is
-    computed in that precision and rounded once into the parameter.
+    computed in that precision and rounded once into the parameter. Returns the step size
+    where it is a tensor (under ``torch.compile``), else None.
     """
     target = p
     p, g = preprocess(p, g, hp, dtype, chain)
@@ -116,6 +118,7 @@ def apply_update(chain: Chain, p: Tensor, g: Tensor, s: Mapping[str, Tensor], hp
         p.add_(u, alpha=-scale)
     if target is not p:
         target.copy_(p)
+    return scale if isinstance(scale, Tensor) else None
 
 
 def add_totals(totals: dict[str, Tensor], shares: Mapping[str, Tensor]) -> None:
@@ -713,8 +716,12 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) ->
 
     def fused(pieces, scalars, values, coefficients):
         hp = Hyper(values, flags)
-        for param, grad, buffers in pieces:
-            apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients, dtype)
+        scales = [apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients,
+                               dtype) for param, grad, buffers in pieces]
+        # returned, so that Inductor computes the step size once, before the loops: inlined,
+        # it is recomputed in every iteration (the C++ compiler cannot hoist arithmetic on a
+        # kernel's scalar inputs, which might alias its outputs)
+        return [scale for scale in scales if scale is not None]
 
     compiled = torch.compile(fused, dynamic=True, options=KERNEL_OPTIONS)
     failed: list[str] = []
@@ -784,6 +791,8 @@ class CompiledEngine(PackedEngine):
 
     def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
         opt = self.optimizer
+        if not opt.chain.fused(hp.values):  # matrix work: eager (see the module docstring)
+            return super().run(cohort, hp, c, scalars)
         small = [pack for pack in cohort.packs if pack.n < 2]  # sizes 0/1 would specialise
         if small:
             packs, cohort.packs = cohort.packs, small

@@ -85,8 +85,10 @@ class ShampooEigenbasis(Transform):
     rounding, and batched products, which round differently, would pick another one.
     ``eigh`` and ``qr`` run batched over the stack (their results per matrix are the same).
     For the same reason the matrix work runs outside ``torch.compile``
-    (``torch.compiler.disable``: the compiler's lowering of small products rounds otherwise);
-    the compiled engines fuse the elementwise rest.
+    (``torch.compiler.disable``: the compiler's lowering of small products rounds otherwise),
+    and the compiled engines run SOAP eager (:attr:`~optimlab.optim.transforms.Transform.fuses`
+    is False: the products dominate the step, and fusing the elementwise rest around the
+    graph breaks of the matrix work cost more than it saved).
 
     Group keys: ``shampoo_beta``, ``betas.1``, ``precondition_frequency`` (an integer ≥ 1),
     ``max_precondition_dim`` (an integer ≥ 1), ``precondition_1d``, ``merge_dims``, and the
@@ -97,6 +99,7 @@ class ShampooEigenbasis(Transform):
     """
 
     scope = "tensor"
+    fuses = False
 
     def __init__(self, inner: Transform, channels_last: bool = False):
         if inner.scope != "element" or inner.reduces:

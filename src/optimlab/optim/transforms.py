@@ -336,6 +336,11 @@ class Transform:
     reduces: bool = False
     #: True if the transform implements :meth:`to_eval` and :meth:`to_train`.
     modes: bool = False
+    #: False for matrix work (Newton–Schulz, rotations into an eigenbasis): the products
+    #: dominate the step and ``torch.compile`` gains nothing on them, while every shape and
+    #: stack size would be one more specialisation; the compiled engines run a param group
+    #: whose chain has such a transform eager (:meth:`fused`).
+    fuses: bool = True
     #: True if the chain applies decoupled weight decay itself, in its own form (scaled by an
     #: adapted step size, or at another point than the update): with the group's
     #: ``decoupled_weight_decay`` on, the base then leaves ``weight_decay`` to the chain
@@ -345,6 +350,10 @@ class Transform:
     #: λp only to the tensors it scales, inside its trust ratio): with the group's
     #: ``decoupled_weight_decay`` off, the base then does not add λp to the gradient.
     owns_coupled_weight_decay: bool = False
+
+    def fused(self, group: Mapping) -> bool:
+        """Whether the compiled engines compile this transform's step for ``group``."""
+        return self.fuses
 
     def begin(self, group: dict) -> None:
         """Once per param group and step, before any parameter: update group-level state."""
@@ -456,6 +465,9 @@ class Chain(Transform):
     @property
     def modes(self) -> bool:  # type: ignore[override]
         return any(t.modes for t in self.transforms)
+
+    def fused(self, group):
+        return all(t.fused(group) for t in self.transforms)
 
     @property
     def owns_decoupled_weight_decay(self) -> bool:  # type: ignore[override]
@@ -1483,6 +1495,7 @@ class Orthogonalize(Transform):
     """
 
     scope = "tensor"
+    fuses = False
     hyperparameters = {"eps": NONNEGATIVE, "ns_steps": "[0, 100)"}
 
     def __init__(self, dtype: torch.dtype | None = torch.bfloat16,
@@ -1623,6 +1636,9 @@ class Select(Transform):
     @property
     def modes(self) -> bool:  # type: ignore[override]
         return any(b.modes for b in self.branches.values())
+
+    def fused(self, group):
+        return self._group_branch(group).fused(group)
 
     @property
     def owns_decoupled_weight_decay(self) -> bool:  # type: ignore[override]
