@@ -23,6 +23,7 @@ def test_step_benchmark_quick(tmp_path):
     impls = {(r["algorithm"], r["impl"]) for r in rows}
     assert ("adam", "compiled") in impls and ("adam", "torch-fused") in impls
     assert ("nadam", "eager") in impls and ("nadam", "torch-foreach") in impls
+    assert ("adam", "heavyball") in impls  # a compile-first package beside them
     assert all(r["seconds"] > 0 and r["fraction_of_bandwidth"] > 0 for r in rows)
     assert {r["engine"] for r in rows if r["impl"] in ("eager", "compiled")} == {"eager",
                                                                                "compiled"}
