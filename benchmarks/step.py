@@ -102,13 +102,13 @@ ROUNDS = 15
 
 
 def shapes(case: str, quick: bool) -> list[list[int]]:
-    """(a): 64 matrices of 512×512 (quick: 16 of 128×128); (b): 2,000 (quick: 100) matrices of
-    1K–10K elements, 64 columns each."""
+    """(a): 64 matrices of 512×512 (quick: 16 of 128×128); (b): 2,000 (quick: 20) matrices of
+    1K–10K elements, 64 columns each (quick: few, as heavyball compiles once per shape)."""
     if case == "a":
         side, count = (128, 16) if quick else (512, 64)
         return [[side, side]] * count
     gen = torch.Generator().manual_seed(0)
-    count = 100 if quick else 2000
+    count = 20 if quick else 2000
     sizes = torch.randint(1000, 10001, (count,), generator=gen).tolist()
     return [[max(1, n // COLUMNS), COLUMNS] for n in sizes]
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections import Counter
 
 import pytest
 
 from optimlab import data
+from optimlab.lab import tasks
 from optimlab.lab.problems import Run
 from optimlab.lab.protocol import Summary, mark_ties, performance_profile, sweep
 from optimlab.lab.tasks import get_task, run_task
@@ -121,16 +123,24 @@ def test_the_heavier_tasks_learn():
 
 
 def test_the_transformer_learns_well_below_the_unigram_entropy():
-    """char_transformer on a short budget (500 of its 1,500 steps, Adam): the validation bits
-    per character end more than 1 bit below the entropy of the corpus's characters."""
+    """char_transformer's model and data made small (one block of width 64, windows of 32
+    characters: 65,000 parameters) and trained 800 steps with Adam at lr 3e-3: the validation
+    bits per character end more than 1 bit below the entropy of the corpus's characters
+    (≈ 4.75), past the bigram model's 4.08, so the attention uses more than the previous
+    character (seeds 0, 1, 2 end at 3.47, 3.45, 3.50; without the block: 4.07)."""
     corpus = data.text_corpus(level="char")
     p = corpus.counts.double() / corpus.counts.sum()
     entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())  # bits per character, ≈ 4.75
-    task = dataclasses.replace(get_task("char_transformer"), steps=500)
-    assert task.metric == "bpc" and task.label == "validation bits per character"
-    result = run_task(task, "adam", 1e-3)
+    full = get_task("char_transformer")
+    assert full.metric == "bpc" and full.label == "validation bits per character"
+    small = functools.partial(tasks._char_transformer, d_model=64, layers=1, context=32)
+    task = dataclasses.replace(full, build=small, steps=800)
+    result = run_task(task, "adam", 3e-3)
     assert not result.diverged and len(result.curve) == 20
     assert result.final < entropy - 1.0, (result.final, entropy)
+    model, train, _ = full.build(0)  # the task itself: the sizes its description names
+    assert len(model.lm.blocks) == 3 and model.lm.embedding.embedding_dim == 128
+    assert train.x.shape[1] == model.lm.context == 64
 
 
 def test_the_transformer_target_beats_a_trigram_model():
@@ -155,8 +165,6 @@ def test_tpe_tuner_spends_the_same_budget_within_the_range():
 
 
 def test_cosine_schedule_is_an_option_and_a_name(monkeypatch):
-    from optimlab.lab import tasks
-
     seen, cosine = [], tasks.SCHEDULES["cosine"]
 
     def watched(opt, steps):

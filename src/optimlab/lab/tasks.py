@@ -159,24 +159,26 @@ def _char_lstm(seed: int):
 
 
 class _TransformerLM(nn.Module):
-    """Logits of the next character at every position of a small decoder-only transformer,
-    flattened to (tokens, vocabulary)."""
+    """Logits of the next character at every position of a small decoder-only transformer
+    (4 heads), flattened to (tokens, vocabulary)."""
 
-    def __init__(self, vocab: int):
+    def __init__(self, vocab: int, d_model: int = 128, layers: int = 3, context: int = 64):
         super().__init__()
-        self.lm = onn.TransformerLanguageModel(vocab, d_model=128, heads=4, layers=3,
-                                               context=64, tie_weights=False)
+        self.lm = onn.TransformerLanguageModel(vocab, d_model=d_model, heads=4, layers=layers,
+                                               context=context, tie_weights=False)
 
     def forward(self, x: Tensor) -> Tensor:
         logits = self.lm(x)
         return logits.reshape(-1, logits.shape[-1])
 
 
-def _char_transformer(seed: int):
+def _char_transformer(seed: int, *, d_model: int = 128, layers: int = 3, context: int = 64):
+    """char_transformer's model and splits (windows of ``context`` characters); the keywords
+    size a smaller variant (``functools.partial``), the defaults are the task's."""
     corpus = data.text_corpus(level="char")
     torch.manual_seed(seed)
-    return (_TransformerLM(len(corpus.vocab)), _windows(corpus.train, 64),
-            _windows(corpus.val, 64))
+    return (_TransformerLM(len(corpus.vocab), d_model, layers, context),
+            _windows(corpus.train, context), _windows(corpus.val, context))
 
 
 def _next_token_loss(logits: Tensor, targets: Tensor) -> Tensor:
