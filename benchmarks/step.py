@@ -102,8 +102,8 @@ ROUNDS = 15
 
 
 def shapes(case: str, quick: bool) -> list[list[int]]:
-    """(a): 64 matrices of 512×512 (quick: 16 of 128×128); (b): 2,000 (quick: 20) matrices of
-    1K–10K elements, 64 columns each (quick: few, as heavyball compiles once per shape)."""
+    """(a): 64 matrices of 512×512 (quick: 16 of 128×128); (b): 2,000 matrices of 1K–10K
+    elements, 64 columns each (quick: 20 — heavyball compiles once per shape)."""
     if case == "a":
         side, count = (128, 16) if quick else (512, 64)
         return [[side, side]] * count
