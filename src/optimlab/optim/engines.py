@@ -48,10 +48,14 @@ from torch import Tensor
 
 from .transforms import Chain, Hyper
 
-if torch.distributed.is_available():
-    from torch.distributed.tensor import DTensor
-else:  # a torch build without distributed support has no sharded tensors
-    DTensor = ()
+
+def _is_dtensor(x: object) -> bool:
+    """Whether ``x`` is a sharded DTensor (FSDP2). A DTensor exists only once
+    ``torch.distributed.tensor`` has been imported, so it is looked up there, not imported:
+    importing it would add about a second to every ``import optimlab``."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(x, module.DTensor)
+
 
 if TYPE_CHECKING:
     from .optimizer import Optimizer
@@ -226,12 +230,12 @@ class ReferenceEngine:
         step = advance(opt, state, fresh)
         g = p.grad
         view: Mapping[str, Tensor] = state
-        if isinstance(p, DTensor):  # the math is elementwise: each rank updates its own shard
+        if _is_dtensor(p):  # the math is elementwise: each rank updates its own shard
             if opt.chain.scope == "tensor":
                 raise ValueError(f"{type(opt).__name__} needs whole tensors: sharded DTensor "
                                  f"parameters (FSDP2) are not supported")
             p, g = p.to_local(), g.to_local()
-            view = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
+            view = {k: v.to_local() if _is_dtensor(v) else v for k, v in state.items()}
         if p.is_complex():
             if opt.chain.scope == "tensor":
                 raise ValueError(f"{type(opt).__name__} needs real tensors: complex parameters "
@@ -262,7 +266,7 @@ class ReferenceEngine:
 
 def _per_tensor_only(p: Tensor) -> str | None:
     """Why ``p`` runs on the reference path in every engine (None if it need not)."""
-    if isinstance(p, DTensor):
+    if _is_dtensor(p):
         return "sharded (DTensor)"
     if p.is_complex() or p.is_sparse:
         return "complex or sparse"
@@ -863,7 +867,7 @@ def make_engine(name: str, optimizer: Optimizer):
     params = [p for g in optimizer.param_groups for p in g["params"]]
     if name == "auto":
         total = sum(p.numel() for p in params)
-        sharded = next((p for p in params if isinstance(p, DTensor)), None)
+        sharded = next((p for p in params if _is_dtensor(p)), None)
         if sharded is not None:
             optimizer.announce("engine='auto' uses reference: the parameters are sharded "
                                "DTensors (FSDP2), updated one local shard at a time")

@@ -85,7 +85,8 @@ class ShampooEigenbasis(Transform):
     rounding, and batched products, which round differently, would pick another one.
     ``eigh`` and ``qr`` run batched over the stack (their results per matrix are the same).
     For the same reason the matrix work runs outside ``torch.compile``
-    (``torch.compiler.disable``: the compiler's lowering of small products rounds otherwise);
+    (disabled for the compiler, as ``torch.compiler.disable`` does: the compiler's lowering
+    of small products rounds otherwise);
     the compiled engines fuse the elementwise rest.
 
     Group keys: ``shampoo_beta``, ``betas.1``, ``precondition_frequency`` (an integer ≥ 1),
@@ -168,7 +169,7 @@ class ShampooEigenbasis(Transform):
         return buffers
 
     # ---------------------------------------------------------------------------- the math
-    @torch.compiler.disable
+    @torch._disable_dynamo  # lazy: see transforms._eagerly
     def _project(self, x: Tensor, s, hp, dims, backward: bool = False) -> Tensor:
         """Each tensor of the stack ``x`` into the eigenbasis (or back), as the reference's
         ``project``: a ``tensordot`` per dimension (a permutation for an unpreconditioned one),
@@ -184,7 +185,7 @@ class ShampooEigenbasis(Transform):
             out.append(self._from_working(y, x.shape[1:], hp))
         return torch.stack(out)
 
-    @torch.compiler.disable
+    @torch._disable_dynamo  # lazy: see transforms._eagerly
     def _accumulate(self, g: Tensor, s, hp, dims) -> None:
         """L_k ← β_s L_k + (1 − β_s) G_(k) G_(k)ᵀ for every preconditioned dimension."""
         beta = hp.get("shampoo_beta")
@@ -199,7 +200,7 @@ class ShampooEigenbasis(Transform):
                     outer = torch.tensordot(y, y, dims=[others, others])
                 s[f"GG.{k}"][b].lerp_(outer, weight)
 
-    @torch.compiler.disable
+    @torch._disable_dynamo  # lazy: see transforms._eagerly
     def warmup(self, g, s, p, hp):
         _, dims = self._working(tuple(g.shape[1:]), hp)
         self._accumulate(g, s, hp, dims)
@@ -230,7 +231,7 @@ class ShampooEigenbasis(Transform):
             self._refresh(s, hp, dims, u.shape)
         return out
 
-    @torch.compiler.disable
+    @torch._disable_dynamo  # lazy: see transforms._eagerly
     def _refresh(self, s, hp, dims, shape) -> None:
         """One step of power iteration per dimension, as the reference's
         ``get_orthogonal_matrix_qr``; the inner buffers permuted with the eigenvalues' order."""

@@ -1773,7 +1773,10 @@ class FactoredAdapt(Transform):
         return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
 
 
-@torch.compiler.disable
+# torch.optim's own lazy form of ``torch.compiler.disable``: that one imports torch._dynamo at
+# once, seconds added to every ``import optimlab`` (a worker process, a torchrun rank) that
+# never compiles; this one imports it at the first call
+@torch._disable_dynamo
 def _eagerly(function, *args):
     """``function(*args)`` outside any ``torch.compile`` graph: a fused kernel computes a
     float32 mean in another order than eager torch, so the float32 roundings that reproduce
