@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def pytest_collection_modifyitems(config, items):
     """Keep pytest-xdist's ``--dist loadgroup`` working: the tests marked
@@ -20,3 +22,17 @@ def pytest_collection_modifyitems(config, items):
                         for mark in item.iter_markers("xdist_group")})
         if names and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):  # not yet suffixed
             item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (``OMP_NUM_THREADS=1`` does it for a subprocess): the
+    lab's small tasks run their tiny operations ~10× slower with two threads per process on a
+    shared 2-core machine (each waits for a descheduled peer); what the tests check does not
+    depend on it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,6 +26,8 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     (["compare", "--problems", "moon"], "unknown problem moon: choose from rosenbrock"),
     (["compare", "--steps", "-3"], "-3 must be > 0"),
     (["compare", "--lrs", "0.1,x"], "not a comma-separated list"),
+    (["compare", "--grace", "3"], "3 must be >= 4 (two heartbeats)"),
+    (["run", "--grace", "x"], "'x' is not an integer"),
     (["train", "--task", "moon"], "unknown task 'moon': choose one of noisy_quadratic"),
     (["train", "--strategy", "dp"], "invalid choice: 'dp'"),
 ])

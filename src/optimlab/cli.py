@@ -15,6 +15,7 @@ from rich.table import Table
 from . import optim
 from .lab import SURFACES, TASKS
 from .lab.protocol import DEFAULT_LRS, Summary
+from .lab.store import GRACE, HEARTBEAT
 from .train import distributed
 
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
@@ -50,6 +51,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _grace(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2 * HEARTBEAT:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {2 * HEARTBEAT} (two heartbeats)")
     return value
 
 
@@ -161,7 +169,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             summaries = sweep(problems, optimizers, args.lrs, seeds=args.seeds,
                               steps=args.steps, target=args.target, flavor=args.flavor,
                               on_run=on_run, storage=storage, workers=args.workers,
-                              tuner=args.tuner)
+                              tuner=args.tuner, grace=args.grace)
         except ConnectionError as error:
             parser.error(f"{error} (pass --storage sqlite:///file.db, a reachable "
                          f"postgresql:// URL, or none)")
@@ -254,7 +262,8 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         try:
             index = quick.suite(args.out, optimizers=optimizers, seeds=args.seeds,
-                                storage=args.storage, workers=args.workers, on_run=on_run)
+                                storage=args.storage, workers=args.workers, on_run=on_run,
+                                grace=args.grace)
         except ConnectionError as error:
             parser.error(str(error))
     _wrote(console, f"{index} (and runs.csv, runs.json)")
@@ -369,6 +378,10 @@ OPTIMIZERS = _option("--optimizers", default="all", help="comma-separated, or 'a
 SEED = _option("--seed", type=int, default=0)
 WORKERS = _option("--workers", type=_positive_int, default=1,
                   help="processes sharing the runs (default 1)")
+GRACE_SECONDS = _option("--grace", type=_grace, default=GRACE, metavar="SECONDS",
+                        help=f"a stored run whose worker sent no heartbeat (one every "
+                             f"{HEARTBEAT} s) for this long is taken as a dead worker's and "
+                             f"redone (default {GRACE})")
 
 
 def _report(command: str) -> argparse.ArgumentParser:
@@ -400,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("compare", cmd_compare, "compare optimizers on surfaces and trainable tasks",
                 OPTIMIZERS, _seeds(5), _storage("sqlite:///optimlab.db", "sqlite:///optimlab.db"),
-                WORKERS, JSON, QUIET, _report("compare"))
+                WORKERS, GRACE_SECONDS, JSON, QUIET, _report("compare"))
     p.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS),
                    help=f"comma-separated, or 'all' (default: {','.join(DEFAULT_PROBLEMS)})")
     p.add_argument("--steps", type=_positive_int, default=1000,
@@ -432,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=300)
     p.add_argument("--out", default="report/animations", help="folder for the GIFs and PNG")
     p = command("run", cmd_run, "the default quick suite and its HTML report (make run)",
-                OPTIMIZERS, _seeds(2), _storage(None, "OUT/runs.db"), WORKERS, QUIET)
+                OPTIMIZERS, _seeds(2), _storage(None, "OUT/runs.db"), WORKERS, GRACE_SECONDS,
+                QUIET)
     p.add_argument("--out", default="report", help="folder for index.html, runs.csv/json")
     p = command("train", cmd_train, "train on a task, data-parallel with --nproc-per-node",
                 SEED, QUIET)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections import Counter
 
 import pytest
 from optuna.trial import TrialState
 
-from .test_store import HANG, PLANNED, _cli, _studies
+from .test_store import ENV, HANG, PLANNED, _cli, _held, _studies, _until_held
 
 URL = os.environ.get("OPTIMLAB_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(
@@ -53,7 +52,7 @@ def _state(url, trial_id):
 
 def _workers(url, count):
     return [subprocess.Popen(_cli("--storage", url, "--report", "none"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
             for _ in range(count)]
 
 
@@ -75,31 +74,22 @@ def test_three_workers_share_one_sweep(database):
 
 
 def test_a_worker_killed_mid_run_leaves_the_sweep_to_the_others(database):
-    procs = _workers(database, 3)
-    pids = {proc.pid: proc for proc in procs}
-    deadline, victim, killed = time.time() + HANG, None, None
-    while time.time() < deadline and victim is None:
-        time.sleep(0.2)
-        try:
-            trials = _trials(database)
-        except Exception:  # the schema is being created
-            continue
-        if sum(t.state == TrialState.COMPLETE for t in trials) < 3:
-            continue
-        for t in trials:  # a worker inside a run (the store records "host:pid")
-            pid = int(t.user_attrs.get("worker", ":0").rpartition(":")[2])
-            if t.state != TrialState.RUNNING or pid not in pids:
-                continue
-            os.kill(pid, signal.SIGSTOP)  # frozen: is it still inside that run?
-            if _state(database, t._trial_id) == TrialState.RUNNING:
-                victim, killed = pids[pid], t._trial_id
-                break
-            os.kill(pid, signal.SIGCONT)  # it finished the run meanwhile: look again
-    assert victim is not None, "no worker was ever seen inside a run"
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    _finish([proc for proc in procs if proc is not victim])
+    # three workers, each held inside its first run: one is killed there, the others go on
+    procs = [_held(0, "--storage", database, "--report", "none") for _ in range(3)]
+    victim, others = procs[0], procs[1:]
+    try:
+        for proc in procs:
+            _until_held(proc)
+        running = {t.user_attrs["worker"].rpartition(":")[2]: t for t in _trials(database)
+                   if t.state == TrialState.RUNNING}
+        assert sorted(running) == sorted(str(proc.pid) for proc in procs)
+        killed = running[str(victim.pid)]
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        for proc in others:
+            os.kill(proc.pid, signal.SIGUSR1)
+        _finish(others)
     _done_once(database)
     # the killed worker's run went stale (failed by its missing heartbeat) and was re-run
-    states = {t._trial_id: t.state for t in _trials(database)}
-    assert states[killed] == TrialState.FAIL
+    assert _state(database, killed._trial_id) == TrialState.FAIL

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from . import stats
 from .problems import SURFACES, Run, Surface
+from .store import GRACE
 from .tasks import Task, get_task
 
 __all__ = ["Summary", "sweep", "performance_profile", "execute", "mark_ties", "get_problem",
@@ -149,7 +150,7 @@ def sweep(problems: Sequence[str], optimizers: Sequence[str],
           lrs: Sequence[float] = DEFAULT_LRS, *, seeds: int = 5, steps: int | None = None,
           target: float | None = None, flavor: str = "torch",
           on_run: Callable[[Run], None] | None = None, storage: str | None = None,
-          workers: int = 1, tuner: str = "grid") -> list[Summary]:
+          workers: int = 1, tuner: str = "grid", grace: int = GRACE) -> list[Summary]:
     """For each problem and optimizer: every learning rate of ``lrs`` with the tuning seed (0),
     then the best (lowest final metric; diverged runs lose) with ``seeds`` other seeds on the
     tasks; the summaries are marked with their ties to each problem's best (:func:`mark_ties`).
@@ -159,7 +160,9 @@ def sweep(problems: Sequence[str], optimizers: Sequence[str],
     own); ``on_run`` is called after every run done in this process. With a ``storage`` URL
     every run is a trial of an Optuna study there named by the sweep's settings: ``workers``
     processes share it, so do other commands with the same settings, and re-running an
-    interrupted sweep redoes no finished run (None or "none": in memory). ``tuner="tpe"``
+    interrupted sweep redoes no finished run (None or "none": in memory); a run whose worker
+    sent no heartbeat for ``grace`` seconds is taken as a dead worker's and redone (see
+    :mod:`optimlab.lab.store`). ``tuner="tpe"``
     spends the same budget (``len(lrs)`` runs, in memory) on learning rates proposed by
     Optuna's TPE sampler within [min(lrs), max(lrs)] (log scale).
     """
@@ -182,7 +185,7 @@ def sweep(problems: Sequence[str], optimizers: Sequence[str],
               if isinstance(p, Surface) else p for p in map(get_problem, problems)]
     execute_all = functools.partial(_run_here, on_run=on_run) if storage is None else _stored(
         storage, (problems, optimizers, list(lrs), seeds, steps, target, flavor), workers,
-        on_run)
+        on_run, grace)
 
     def plan(problem, optimizer: str, lr: float, seed: int) -> dict:
         return {"problem": problem.name, "steps": problem.steps, "target": problem.target,
@@ -217,8 +220,8 @@ def _run_here(runs: list[dict], on_run) -> list[Run]:
     return done
 
 
-def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
-            ) -> Callable[[list[dict]], list[Run]]:
+def _stored(url: str, config: tuple, workers: int, on_run, grace: int = GRACE,
+            max_waits: int = 30) -> Callable[[list[dict]], list[Run]]:
     """Runs executed as trials of the sweep's study at ``url``: planned, then worked on until
     every one is complete — runs other processes are running are waited for (a dead worker's
     is re-enqueued once its heartbeat is stale and run here); gives up after ``max_waits``
@@ -227,7 +230,7 @@ def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
 
     from .store import Store, run_key, study_name
 
-    store = Store(url, study_name("sweep", *config))
+    store = Store(url, study_name("sweep", *config), grace=grace)
 
     def local(run: dict) -> dict:
         return _run_here([run], on_run)[0].as_dict()
@@ -238,7 +241,7 @@ def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
         keys = [run_key(r) for r in runs]
         store.plan(runs)
         idle, context = 0, multiprocessing.get_context("spawn")
-        helpers = [context.Process(target=_worker, args=(store.url, store.name))
+        helpers = [context.Process(target=_worker, args=(store.url, store.name, grace))
                    for _ in range(workers - 1)]  # for the first round; re-runs are done here
         while idle < max_waits:
             for helper in helpers:
@@ -259,10 +262,10 @@ def _stored(url: str, config: tuple, workers: int, on_run, max_waits: int = 30
     return execute_all
 
 
-def _worker(url: str, study: str) -> None:
+def _worker(url: str, study: str, grace: int) -> None:
     from .store import Store
 
-    Store(url, study).work(lambda run: execute(run).as_dict())
+    Store(url, study, grace=grace).work(lambda run: execute(run).as_dict())
 
 
 def _tune_tpe(plan: Callable[[float], dict], lrs: Sequence[float],

@@ -37,7 +37,8 @@ HEARTBEAT = 2
 #: seconds without a heartbeat after which a running trial is its dead worker's: 15 heartbeats,
 #: so that only a worker stalled for half a minute is mistaken for a dead one (and even then
 #: nothing is lost, see the module's docstring); a sweep re-run after a crash waits this long
-#: for the crashed run.
+#: for the crashed run. A shorter grace (``grace=``, ``--grace``) takes over a dead worker's
+#: run sooner; at least two heartbeats.
 GRACE = 30
 
 
@@ -76,14 +77,20 @@ class Store:
     Args:
         url: SQLAlchemy URL; ``sqlite:///path.db`` for a file.
         study: the sweep's name (the same command → the same name → resume).
-        heartbeat: seconds between a worker's heartbeats.
+        heartbeat: seconds between a worker's heartbeats (an integer ≥ 1).
         grace: seconds without a heartbeat after which a running trial is failed and its run
-            re-enqueued.
+            re-enqueued (an integer ≥ 2 × ``heartbeat``).
     """
 
     def __init__(self, url: str, study: str, *, heartbeat: int = HEARTBEAT,
                  grace: int = GRACE):
         import warnings
+
+        if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 1:
+            raise ValueError(f"heartbeat={heartbeat!r} must be an integer >= 1 (seconds)")
+        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 2 * heartbeat:
+            raise ValueError(f"grace={grace!r} must be an integer >= {2 * heartbeat} (seconds, "
+                             f"two heartbeats of {heartbeat} s)")
 
         import optuna
         from optuna.storages import RetryHeartbeatStaleTrialCallback

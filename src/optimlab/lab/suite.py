@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from .properties import measure
 from .protocol import sweep
 from .report import Report, write
+from .store import GRACE
 
 __all__ = ["suite", "SURFACES", "TASKS", "LRS"]
 
@@ -23,13 +24,14 @@ LRS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
           surfaces: Sequence[str] = SURFACES, tasks: Sequence[str] = TASKS,
           lrs: Sequence[float] = LRS, surface_steps: int = 500, seeds: int = 2,
-          storage: str | None = None, workers: int = 1,
+          storage: str | None = None, workers: int = 1, grace: int = GRACE,
           animate: Sequence[str] = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "nadam"),
           ablation_seeds: int = 2, ablation_epochs: int = 12,
           on_run: Callable[[object], None] | None = None) -> str:
     """Run the suite and write ``out/index.html`` (with runs.csv and runs.json); returns its
     path. The sweep's runs are stored in ``storage`` (a SQLAlchemy URL; default
-    ``out/runs.db``, so an interrupted suite resumes; "none": in memory)."""
+    ``out/runs.db``, so an interrupted suite resumes; "none": in memory), shared by ``workers``
+    processes; ``grace``: as :func:`~optimlab.lab.protocol.sweep`'s."""
     from ..optim import names
     from .animate import animate_saddle, animate_surface, learning_rate_figure
 
@@ -42,7 +44,7 @@ def suite(out: str = "report", *, optimizers: Sequence[str] | None = None,
     report = Report()
     report.summaries = sweep([*surfaces, *tasks], optimizers, list(lrs), seeds=seeds,
                              steps=surface_steps, on_run=on_run, storage=storage,
-                             workers=workers)
+                             workers=workers, grace=grace)
     report.properties = measure(optimizers)
     if ablation_seeds:
         from .ablation import ablate
