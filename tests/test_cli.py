@@ -60,7 +60,7 @@ def test_init_report_rejects_unknown_initializer(capsys):
     assert "not a number" in capsys.readouterr().err
 
 
-def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys):
+def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys, one_thread):
     out = tmp_path / "tasks.json"
     code = main(["compare", "--problems", "moons,digits_mlp", "--optimizers", "sgd,adam",
                  "--storage", f"sqlite:///{tmp_path}/runs.db",
@@ -73,7 +73,8 @@ def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys):
     assert len(tasks) == 4 and all(len(t["runs"]) == 2 for t in tasks)
 
 
-def test_compare_rows_carry_confidence_intervals_ties_and_seconds_to_target(tmp_path, capsys):
+def test_compare_rows_carry_confidence_intervals_ties_and_seconds_to_target(tmp_path, capsys,
+                                                                           one_thread):
     out = tmp_path / "out.json"
     assert main(["compare", "--problems", "noisy_quadratic", "--optimizers", "adamw,sgd,adam",
                  "--lrs", "0.01,0.1,1", "--storage", "none", "--json", str(out),
@@ -113,18 +114,19 @@ def _train(tmp_path, *argv):
     return done
 
 
-def test_train_with_two_processes_resumes_in_one(tmp_path):
-    """torchrun with 2 gloo processes writes checkpoints once (rank 0); one process resumes
-    them, and ends where one process training all along ends (float32: to rounding)."""
+def test_train_with_two_processes_resumes_in_one(tmp_path, monkeypatch):
+    """torchrun with 2 gloo processes writes checkpoints once (rank 0); one process (this one)
+    resumes them, and ends where one process training all along ends (float32: to rounding)."""
     _train(tmp_path, "--epochs", "2", "--nproc-per-node", "2", "--checkpoint-dir", "ckpt",
            "--json", "two.json")
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["processes"] == 2 and two["strategy"] == "ddp"
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
         "ckpt-0000000040.pt", "ckpt-0000000080.pt"]  # 2 epochs of ⌈1257 / 32⌉ = 40 batches
-    _train(tmp_path, "--epochs", "3", "--checkpoint-dir", "ckpt", "--resume", "--json",
-           "resumed.json")
-    _train(tmp_path, "--epochs", "3", "--json", "alone.json")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--quiet", "--epochs", "3", "--checkpoint-dir", "ckpt", "--resume",
+                 "--json", "resumed.json"]) == 0
+    assert main(["train", "--quiet", "--epochs", "3", "--json", "alone.json"]) == 0
     resumed = json.loads((tmp_path / "resumed.json").read_text())
     alone = json.loads((tmp_path / "alone.json").read_text())
     assert resumed["processes"] == 1

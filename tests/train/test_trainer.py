@@ -23,9 +23,12 @@ from optimlab.train import EarlyStopping, Trainer, load_latest, save_atomic
 SCRIPT = Path(__file__).with_name("kill_run.py")
 
 
-def _run(*args, kill_after_steps=None):
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE,
+def _start(*args):
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE,
                             text=True)
+
+
+def _finish(proc, kill_after_steps=None):
     steps = 0
     if kill_after_steps is not None:
         for line in proc.stdout:
@@ -38,18 +41,20 @@ def _run(*args, kill_after_steps=None):
 
 
 def test_killed_run_resumes_to_the_same_bits(tmp_path):
-    straight = tmp_path / "straight.pt"
-    assert _run(str(tmp_path / "a"), str(straight)) == 0
+    # the straight run and the one killed run side by side (independent processes)
+    straight, killed_dir = tmp_path / "straight.pt", tmp_path / "b"
+    procs = _start(str(tmp_path / "a"), str(straight)), _start(str(killed_dir),
+                                                               str(tmp_path / "never.pt"))
     # 40 steps per epoch (1257 examples / 32): step 52 is inside epoch 2, after the checkpoint
     # at step 49
-    killed_dir = tmp_path / "b"
-    assert _run(str(killed_dir), str(tmp_path / "never.pt"), kill_after_steps=52) == -9
+    assert _finish(procs[1], kill_after_steps=52) == -9
+    assert _finish(procs[0]) == 0
     assert not (tmp_path / "never.pt").exists()
     # a damaged newest checkpoint and a leftover temporary file must be ignored
     (killed_dir / "ckpt-9999999999.pt").write_bytes(b"PK\x03\x04 half written")
     (killed_dir / ".tmp-ckpt-abc.pt").write_bytes(b"partial")
     resumed = tmp_path / "resumed.pt"
-    assert _run(str(killed_dir), str(resumed), "--resume") == 0
+    assert _finish(_start(str(killed_dir), str(resumed), "--resume")) == 0
     a, b = torch.load(straight), torch.load(resumed)
     assert all(torch.equal(x, y) for x, y in zip(a["params"], b["params"], strict=True))
     assert a["history"] == b["history"]

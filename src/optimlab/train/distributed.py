@@ -9,6 +9,7 @@ full state of an FSDP2 model comes from ``torch.distributed.checkpoint.state_dic
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -157,13 +158,18 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+def _loaded(module: str, name: str) -> type | None:
+    """``module.name`` if that module has been imported, else None: a DTensor or a
+    ZeroRedundancyOptimizer exists only once its module is, and importing it to find out costs
+    time (and torch.distributed.optim's import warns of torch.jit.script's deprecation)."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else None
+
+
 def is_sharded(model: nn.Module) -> bool:
     """True when the parameters are DTensor shards (FSDP2)."""
-    if not dist.is_available():
-        return False
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
+    dtensor = _loaded("torch.distributed.tensor", "DTensor")
+    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
 
 
 def _full_options():
@@ -173,11 +179,8 @@ def _full_options():
 
 
 def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
-    if not dist.is_available():
-        return False
-    from torch.distributed.optim import ZeroRedundancyOptimizer
-
-    return isinstance(optimizer, ZeroRedundancyOptimizer)
+    zero = _loaded("torch.distributed.optim", "ZeroRedundancyOptimizer")
+    return zero is not None and isinstance(optimizer, zero)
 
 
 def model_state(model: nn.Module) -> dict[str, Any]:
