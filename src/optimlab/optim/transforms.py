@@ -1789,9 +1789,10 @@ class FactoredAdapt(Transform):
         return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
 
 
-# torch.optim's own lazy form of ``torch.compiler.disable``: that one imports torch._dynamo at
-# once, seconds added to every ``import optimlab`` (a worker process, a torchrun rank) that
-# never compiles; this one imports it at the first call
+# torch.optim's own lazy form of ``torch.compiler.disable``, which imports torch._dynamo at
+# once: about 2 s of every ``import optimlab``, also where no optimizer is built (the command
+# line, the launcher of ``optimlab train --nproc-per-node``); this one imports it at the first
+# call (torch.optim itself imports it when an optimizer takes its first param group)
 @torch._disable_dynamo
 def _eagerly(function, *args):
     """``function(*args)`` outside any ``torch.compile`` graph: a fused kernel computes a
