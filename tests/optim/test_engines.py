@@ -343,3 +343,22 @@ def test_compiled_engine_runs_the_matrix_work_of_a_group_eager():
     assert torch.equal(compiled[0], eager[0]) and torch.equal(compiled[1], eager[1])
     assert relative_error(compiled[2], eager[2]) <= 1e-12
     assert len(opt._engine.kernels) == 1  # the vector's AdamW
+
+
+def test_a_step_that_fails_while_traced_raises_torchs_own_error():
+    """A model converted with .double() after a step meets its float32 state: under the compiled
+    engine the user gets the error the reference engine (and torch.optim) raises, not the
+    tracer's wrapping of it."""
+    errors = {}
+    for engine in ("compiled", "reference"):
+        torch.manual_seed(0)
+        p = torch.nn.Parameter(torch.randn(64, 64, dtype=torch.float32))
+        opt = oo.Lamb([p], lr=1e-3, engine=engine)
+        p.grad = torch.randn_like(p)
+        opt.step()
+        p.data = p.data.double()
+        p.grad = torch.randn_like(p)
+        with pytest.raises(RuntimeError) as caught:
+            opt.step()
+        errors[engine] = (type(caught.value), str(caught.value))
+    assert errors["compiled"] == errors["reference"]

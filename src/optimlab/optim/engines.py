@@ -746,6 +746,11 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) ->
                 failed.append(reason)
                 warnings.warn(f"torch.compile failed on the step of {chain!r} ({reason}); "
                               f"it runs eager", stacklevel=2)
+            except torch._dynamo.exc.TorchRuntimeError:
+                # the step itself fails while being traced (a float32 state beside the
+                # float64 gradients of a model converted with .double()): run it eager, so
+                # that the user gets torch's own error, not the tracer's wrapping of it
+                pass
         return fused(*args)
 
     return kernel
