@@ -345,6 +345,34 @@ def test_compiled_engine_runs_the_matrix_work_of_a_group_eager():
     assert len(opt._engine.kernels) == 1  # the vector's AdamW
 
 
+def test_compiled_engine_compiles_the_first_pass_of_a_global_reduction():
+    """Prodigy's first pass (its moments, the sums of its distance estimate) runs in a compiled
+    kernel of its own, with no graph break (``slice_p`` an int the kernel is specialised on,
+    ``lr > 0`` a flag), and equals the reference engine while d grows, in float64."""
+    import torch._dynamo.utils
+
+    torch.manual_seed(0)
+    shapes = [(40, 40), (40, 40), (300,), (7, 9)]
+    start = [torch.randn(s, dtype=torch.float64) for s in shapes]
+    targets = [torch.randn(s, dtype=torch.float64) for s in shapes]
+    torch._dynamo.utils.counters.clear()
+    runs = {}
+    for engine in ("compiled", "reference"):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = oo.Prodigy(params, lr=1.0, weight_decay=0.01, slice_p=3, engine=engine)
+        for _ in range(6):
+            for p, t in zip(params, targets, strict=True):
+                p.grad = 2 * (p.detach() - t)
+            opt.step()
+        runs[engine] = params, opt
+    (compiled, opt), (reference, ref) = runs["compiled"], runs["reference"]
+    assert ref.param_groups[0]["d"] > 10 * ref.param_groups[0]["d0"]  # the estimate moved
+    assert opt.param_groups[0]["d"] == pytest.approx(ref.param_groups[0]["d"], rel=1e-12)
+    assert relative_error(flat(compiled), flat(reference)) <= 1e-12
+    assert {signature[0] for signature in opt._engine.kernels} == {"update", "reduce"}
+    assert not torch._dynamo.utils.counters["graph_break"]
+
+
 def test_a_step_that_fails_while_traced_raises_torchs_own_error():
     """A model converted with .double() after a step meets its float32 state: under the compiled
     engine the user gets the error the reference engine (and torch.optim) raises, not the

@@ -9,8 +9,9 @@ in every engine, only the granularity differs.
   time, to one ``torch.compile``-d kernel (dynamic sizes, so one compilation serves every
   model); a fused kernel reads each element once, so it needs no cache-sized slices.
   Hyper-parameters and per-step coefficients enter as 0-d tensors, so a schedule never
-  recompiles. Param groups whose chain does matrix work (Muon, SOAP: ``Transform.fuses``)
-  run as in ``eager``.
+  recompiles. A global reduction's first pass (Prodigy's sums) is a second kernel of the
+  same kind, returning each piece's shares. Param groups whose chain does matrix work (Muon,
+  SOAP: ``Transform.fuses``) run as in ``eager``.
 * ``flat``, ``flat-compiled`` (explicit opt-in): as ``eager``/``compiled``, but the parameters
   and gradients themselves are re-pointed into one flat buffer per cohort, which saves the
   gathering. Every parameter then shares one storage: ``safetensors`` refuses such a model and
@@ -475,7 +476,7 @@ class PackedEngine:
         opt, plans = self.optimizer, []
         for group in opt.param_groups:
             active = [p for p in group["params"] if p.grad is not None]
-            flags = Hyper.split(group)[1]
+            flags = Hyper.split(group, opt.chain.integers)[1]
             plan = self.plans.get(id(group))
             if plan is None or plan.group is not group or not plan.valid(active, flags,
                                                                           opt.state):
@@ -697,20 +698,24 @@ def _raise_recompile_limits() -> None:
                                              4 * RECOMPILE_LIMIT)
 
 
-def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) -> Callable:
+def _fused_step(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None,
+                kind: str = "update") -> Callable:
     """One kernel for up to :data:`SLOTS` pieces: ``(param, grad, buffers)`` each, any size;
     shared by every optimizer whose chain, flags and state dtype are equal (transforms are
-    configuration only), so a second optimizer of the same kind compiles nothing."""
-    return _kernel(repr(chain), tuple(sorted(flags.items())), dtype, chain)
+    configuration only), so a second optimizer of the same kind compiles nothing. ``kind``:
+    ``"update"`` (:func:`apply_update` on each piece; returns the step sizes) or ``"reduce"``
+    (the first pass of a global reduction; returns each piece's shares of the sums)."""
+    return _kernel(repr(chain), tuple(sorted(flags.items())), dtype, chain, kind)
 
 
 _KERNELS: dict[tuple, Callable] = {}
 
 
-def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain) -> Callable:
-    kernel = _KERNELS.get((key, flags, dtype))
+def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain,
+            kind: str) -> Callable:
+    kernel = _KERNELS.get((key, flags, dtype, kind))
     if kernel is None:
-        kernel = _KERNELS[(key, flags, dtype)] = _compile(chain, dict(flags), dtype)
+        kernel = _KERNELS[(key, flags, dtype, kind)] = _compile(chain, dict(flags), dtype, kind)
     return kernel
 
 
@@ -720,10 +725,11 @@ def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain) -> 
 KERNEL_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
 
 
-def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) -> Callable:
+def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None,
+             kind: str) -> Callable:
     _raise_recompile_limits()
 
-    def fused(pieces, scalars, values, coefficients):
+    def update(pieces, scalars, values, coefficients):
         hp = Hyper(values, flags)
         scales = [apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients,
                                dtype) for param, grad, buffers in pieces]
@@ -732,6 +738,15 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None) ->
         # kernel's scalar inputs, which might alias its outputs)
         return [scale for scale in scales if scale is not None]
 
+    def reduce(pieces, scalars, values, coefficients):
+        hp = Hyper(values, flags)
+        shares = []
+        for param, grad, buffers in pieces:
+            p, g = preprocess(param, grad, hp, dtype, chain)
+            shares.append(chain.reduce(g, {**buffers, **scalars}, p, hp))
+        return shares
+
+    fused = update if kind == "update" else reduce
     compiled = torch.compile(fused, dynamic=True, options=KERNEL_OPTIONS)
     failed: list[str] = []
 
@@ -804,30 +819,47 @@ class CompiledEngine(PackedEngine):
         return out
 
     def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
-        opt = self.optimizer
-        if not opt.chain.fused(hp.values):  # matrix work: eager (see the module docstring)
+        if not self.optimizer.chain.fused(hp.values):  # matrix work: eager (module docstring)
             return super().run(cohort, hp, c, scalars)
+        self._launch("update", cohort, hp, c, scalars, None)
+
+    def reduce(self, cohort: Cohort, hp: Hyper, totals: dict[str, Tensor]) -> None:
+        if not self.optimizer.chain.fused(hp.values):
+            return super().reduce(cohort, hp, totals)
+        scalars = {k: cohort.states[0][k] for k in cohort.scalars}
+        self._launch("reduce", cohort, hp, [], scalars, totals)
+
+    def _launch(self, kind: str, cohort: Cohort, hp: Hyper, c: list, scalars: dict,
+                totals: dict[str, Tensor] | None) -> None:
+        """A cohort's pieces through the compiled kernel of ``kind``, :data:`SLOTS` per call:
+        the update (gathered packs written back), or the reduction's first pass (its shares
+        summed into ``totals``; the parameters are not changed)."""
+        opt = self.optimizer
         small = [pack for pack in cohort.packs if pack.n < 2]  # sizes 0/1 would specialise
         if small:
             packs, cohort.packs = cohort.packs, small
-            super().run(cohort, hp, c, scalars)
+            if totals is None:
+                super().run(cohort, hp, c, scalars)
+            else:
+                super().reduce(cohort, hp, totals)
             cohort.packs = packs
         pieces = [pack for pack in cohort.packs if pack.n >= 2]
         if not pieces:
             return
-        values, flags = Hyper.split(hp.values)
+        values, flags = Hyper.split(hp.values, opt.chain.integers)
         first = pieces[0]
-        signature = (tuple(sorted(flags.items())), first.dtype, first.device.type,
+        signature = (kind, tuple(sorted(flags.items())), first.dtype, first.device.type,
                      tuple((k, v.dtype) for k, v in first.buffers.items()))
         kernel = self.kernels.get(signature)
         if kernel is None:
-            kernel = self.kernels[signature] = _fused_step(opt.chain, flags, opt.state_dtype)
+            kernel = self.kernels[signature] = _fused_step(opt.chain, flags, opt.state_dtype,
+                                                           kind)
         numbers = self._tensors({**values, **{f"{i}.{k}": v for i, d in enumerate(c)
                                               for k, v in d.items() if not isinstance(v, bool)}})
         coefficients = [{k: v if isinstance(v, bool) else numbers[f"{i}.{k}"]
                          for k, v in d.items()} for i, d in enumerate(c)]
         values = {k: numbers[k] for k in values}
-        padding = self._padding(signature, first)
+        padding = self._padding(signature[1:], first)
         batch: list[tuple] = []
         writes: list[Callable] = []
         for pack in pieces:
@@ -838,16 +870,22 @@ class CompiledEngine(PackedEngine):
             for piece in self.pieces(pack, param, grad):
                 batch.append(piece)
                 if len(batch) == SLOTS:
-                    self._call(kernel, batch, padding, writes, scalars, values, coefficients)
+                    self._call(kernel, batch, padding, writes, scalars, values, coefficients,
+                               totals)
         if batch:
-            self._call(kernel, batch, padding, writes, scalars, values, coefficients)
+            self._call(kernel, batch, padding, writes, scalars, values, coefficients, totals)
 
     @staticmethod
-    def _call(kernel, batch, padding, writes, scalars, values, coefficients) -> None:
-        """Run the kernel on a full batch (padded with dummies), write gathered packs back."""
-        kernel(batch + padding[len(batch):], scalars, values, coefficients)
-        for write_back in writes:
-            write_back()
+    def _call(kernel, batch, padding, writes, scalars, values, coefficients, totals) -> None:
+        """Run the kernel on a full batch (padded with dummies); then write gathered packs
+        back (an update) or add the real pieces' shares to ``totals`` (a reduction)."""
+        out = kernel(batch + padding[len(batch):], scalars, values, coefficients)
+        if totals is None:
+            for write_back in writes:
+                write_back()
+        else:
+            for shares in out[:len(batch)]:
+                add_totals(totals, shares)
         batch.clear()
         writes.clear()
 

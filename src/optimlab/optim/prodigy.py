@@ -35,9 +35,12 @@ def _number(value: Any) -> float:
     return value.item() if isinstance(value, Tensor) else value
 
 
-def _beta3(group_beta3: float | None, beta2: float) -> float:
-    """β₃, the decay of the estimate's sums: ``beta3``, or √β₂ when it is None (the package)."""
-    return math.sqrt(beta2) if group_beta3 is None else group_beta3
+def _beta3(group_beta3: float | Tensor | None, beta2: float | Tensor) -> float | Tensor:
+    """β₃, the decay of the estimate's sums: ``beta3``, or √β₂ when it is None (the package;
+    a 0-d tensor under ``torch.compile``)."""
+    if group_beta3 is not None:
+        return group_beta3
+    return beta2.sqrt() if isinstance(beta2, Tensor) else math.sqrt(beta2)
 
 
 class ProdigyMoments(Transform):
@@ -67,10 +70,10 @@ class ProdigyMoments(Transform):
         return buffers
 
     def reduce(self, g, s, p, hp):
-        if not hp["lr"] > 0:
+        if not hp.on("lr"):  # lr >= 0: on means > 0, fixed at compile time
             return {}
         d, beta1, beta2 = hp["d"], hp["betas.0"], hp["betas.1"]
-        if beta1 > 0 and "exp_avg" in s:
+        if hp.on("betas.0") and "exp_avg" in s:
             s["exp_avg"].mul_(beta1).add_(g, alpha=d * (1 - beta1))
         s["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=d * d * (1 - beta2))
         return {}
@@ -132,6 +135,7 @@ class ProdigyStepSize(Transform):
     linear = True
     state = ("s", "p0")
     flags = ("use_bias_correction", "safeguard_warmup")
+    integers = ("slice_p",)
     hyperparameters = {"lr": NONNEGATIVE, "beta3": UNIT, "d0": POSITIVE, "d_coef": POSITIVE,
                        "growth_rate": "(0, inf]"}
 
@@ -150,16 +154,16 @@ class ProdigyStepSize(Transform):
         group["dlr"] = group["d"] * _number(group["lr"]) * correction
 
     def init(self, p, hp):
-        sliced = p.reshape(-1)[::hp["slice_p"]]
+        sliced = p.reshape(-1)[::hp.integer("slice_p")]
         return {"s": torch.zeros(sliced.shape, dtype=p.dtype, device=p.device),
                 "p0": sliced.clone(memory_format=torch.contiguous_format)}
 
     def reduce(self, g, s, p, hp):
-        if not hp["lr"] > 0:
+        if not hp.on("lr"):
             return {}
         d, d0, dlr = hp["d"], hp["d0"], hp["dlr"]
         beta3 = _beta3(hp.get("beta3"), hp["betas.1"])
-        n, rows = hp["slice_p"], g.shape[0]  # a stack of `rows` tensors
+        n, rows = hp.integer("slice_p"), g.shape[0]  # a stack of `rows` tensors
         sliced = g.reshape(rows, -1)[:, ::n]
         here = p.reshape(rows, -1)[:, ::n]
         numerator = torch.linalg.vecdot(sliced, s["p0"] - here).sum() * ((d / d0) * dlr)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +165,11 @@ class Hyper:
             return bool(self.flags.get(key, False))
         return bool(hyper(self.values, key, False))
 
+    def integer(self, key: str) -> int:
+        """An integer that shapes the computation (listed in :attr:`Transform.integers`): a
+        Python int in every engine, like :meth:`on`'s flags fixed at compile time."""
+        return int(self.flags[key] if self.flags is not None else self[key])
+
     def choice(self, key: str, default: str | None = None) -> str | None:
         """A string-valued entry (``adjust_lr_fn="original"``), or ``default`` if it is absent
         or None: like :meth:`on`, a Python value that selects a code path (the compiled kernel
@@ -176,16 +181,18 @@ class Hyper:
         return value if isinstance(value, str) else default
 
     @staticmethod
-    def split(group: Mapping) -> tuple[dict[str, float], dict[str, bool | str]]:
+    def split(group: Mapping, integers: Collection[str] = ()
+              ) -> tuple[dict[str, float], dict[str, bool | str | int]]:
         """A group's numeric hyper-parameters (tuples flattened to ``"betas.0"``) and the
         flags of all of them, for the compiled engine; string entries (choices read with
-        :meth:`choice`) are kept as they are among the flags."""
+        :meth:`choice`) and the ``integers`` (read with :meth:`integer`) are kept as they are
+        among the flags."""
         values: dict[str, float] = {}
-        flags: dict[str, bool | str] = {}
+        flags: dict[str, bool | str | int] = {}
         for key, value in group.items():
             if key == "params":
                 continue
-            if isinstance(value, str):
+            if isinstance(value, str) or key in integers:
                 flags[key] = value
                 continue
             items = [(f"{key}.{i}", v) for i, v in enumerate(value)] \
@@ -327,6 +334,9 @@ class Transform:
     #: the group keys read as on/off switches with ``hp.on`` (e.g. ``"amsgrad"``); with
     #: :attr:`hyperparameters`, the keywords an optimizer built from the transform takes.
     flags: tuple[str, ...] = ()
+    #: the integer group keys that shape the computation (the step of a slice), read with
+    #: ``hp.integer``: Python ints in every engine; a compiled kernel is specialised on them.
+    integers: tuple[str, ...] = ()
     #: True if ``update(k·u) = k·update(u)`` for a scalar k and the state does not depend on u:
     #: a pending scalar factor then passes through instead of costing a pass over the tensor.
     linear: bool = False
@@ -453,6 +463,10 @@ class Chain(Transform):
     @property
     def flags(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(dict.fromkeys(key for t in self.transforms for key in t.flags))
+
+    @property
+    def integers(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(key for t in self.transforms for key in t.integers))
 
     @property
     def scope(self) -> str:  # type: ignore[override]
@@ -1623,6 +1637,10 @@ class Select(Transform):
     @property
     def flags(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(dict.fromkeys(f for b in self.branches.values() for f in b.flags))
+
+    @property
+    def integers(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(dict.fromkeys(k for b in self.branches.values() for k in b.integers))
 
     @property
     def scope(self) -> str:  # type: ignore[override]
