@@ -319,6 +319,28 @@ def test_large_same_shaped_tensors_of_a_tensor_chain_are_stacks_of_one(engine):
     assert relative_error(flat(ours), flat(theirs)) <= 1e-12
 
 
+def test_compiled_engine_runs_stacks_of_several_small_tensors_eager():
+    """A chain of whole tensors (LAMB) under engine='compiled': a stack of several small
+    same-shaped tensors runs as in eager (its per-tensor reductions compiled to loops slower
+    than eager's batched ops), so nothing is compiled and the result is bit-equal to the eager
+    engine's."""
+    torch.manual_seed(0)
+    start = [torch.randn(6, 7) for _ in range(4)]
+    runs = {}
+    for engine in ("compiled", "eager"):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = oo.Lamb(params, lr=0.01, weight_decay=0.1, engine=engine)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+        runs[engine] = params, opt
+    (compiled, opt), (eager, _) = runs["compiled"], runs["eager"]
+    assert all(torch.equal(a, b) for a, b in zip(compiled, eager, strict=True))
+    assert not opt._engine.kernels
+
+
 def test_compiled_engine_runs_the_matrix_work_of_a_group_eager():
     """Muon's matrix group runs as in eager under engine='compiled' (nothing is compiled for
     it: bit-equal to eager); the AdamW group of a vector still compiles. The loss is separable,
