@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 import torch
@@ -419,11 +420,12 @@ def test_several_large_pieces_get_a_graph_of_their_own():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
 
 
-def test_a_step_that_fails_while_traced_raises_torchs_own_error():
+def test_a_step_that_fails_while_traced_raises_torchs_own_error(caplog):
     """A model converted with .double() after a step meets its float32 state: under the compiled
     engine the user gets the error the reference engine (and torch.optim) raises, not the
-    tracer's wrapping of it."""
+    tracer's wrapping of it, and no error of the tracer is logged before it."""
     errors = {}
+    caplog.set_level(logging.ERROR, logger="torch")
     for engine in ("compiled", "reference"):
         torch.manual_seed(0)
         p = torch.nn.Parameter(torch.randn(64, 64, dtype=torch.float32))
@@ -436,3 +438,4 @@ def test_a_step_that_fails_while_traced_raises_torchs_own_error():
             opt.step()
         errors[engine] = (type(caught.value), str(caught.value))
     assert errors["compiled"] == errors["reference"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

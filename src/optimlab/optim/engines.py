@@ -876,14 +876,17 @@ class CompiledEngine(PackedEngine):
         if batch:
             self._call(kernel, batch, padding, writes, scalars, values, coefficients, totals)
 
-    @staticmethod
-    def _compiles(pack: Pack) -> bool:
+    def _compiles(self, pack: Pack) -> bool:
         """Whether the kernel takes this pack; else it runs as in eager: sizes 0 and 1 (they
-        would specialise the kernel) and stacks of several small tensors (a chain of whole
+        would specialise the kernel); stacks of several small tensors (a chain of whole
         tensors: its per-tensor reductions over a stack compile to loops slower than eager's
         batched ops, measured 2× on 2,000 tensors of 1K–10K elements; a large tensor, a stack
-        of one, gains)."""
-        return pack.n >= 2 and not (pack.stacked and len(pack.params) > 1)
+        of one, gains); and state of another dtype than its parameters without a
+        ``state_dtype`` (a model converted with ``.double()`` after its first steps: the step
+        then fails as in torch, and tracing it first would only log the tracer's error)."""
+        mixed = (self.optimizer.state_dtype is None
+                 and any(v.dtype != pack.dtype for v in pack.buffers.values()))
+        return pack.n >= 2 and not (pack.stacked and len(pack.params) > 1) and not mixed
 
     @staticmethod
     def _call(kernel, batch, padding, writes, scalars, values, coefficients, totals) -> None:
