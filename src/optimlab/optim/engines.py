@@ -52,18 +52,27 @@ from torch import Tensor
 from .transforms import Chain, Hyper
 
 
-def _is_dtensor(x: object) -> bool:
-    """Whether ``x`` is a sharded DTensor (FSDP2). A DTensor exists only once
-    ``torch.distributed.tensor`` has been imported, so it is looked up there, not imported:
-    importing it would add about a second to every ``import optimlab``."""
-    module = sys.modules.get("torch.distributed.tensor")
-    return module is not None and isinstance(x, module.DTensor)
+def loaded(module: str, name: str) -> type | None:
+    """``module.name`` if that module has been imported, else None. A DTensor (or a
+    ZeroRedundancyOptimizer) exists only once its module has been imported, so it is looked up
+    there, not imported: importing ``torch.distributed.tensor`` would add about a second to
+    every ``import optimlab`` (and ``torch.distributed.optim`` warns of ``torch.jit.script``'s
+    deprecation)."""
+    found = sys.modules.get(module)
+    return getattr(found, name) if found is not None else None
+
+
+def is_dtensor(x: object) -> bool:
+    """Whether ``x`` is a sharded DTensor (FSDP2)."""
+    dtensor = loaded("torch.distributed.tensor", "DTensor")
+    return dtensor is not None and isinstance(x, dtensor)
 
 
 if TYPE_CHECKING:
     from .optimizer import Optimizer
 
-__all__ = ["apply_update", "init_state", "make_engine", "ReferenceEngine", "PackedEngine",
+__all__ = ["apply_update", "init_state", "make_engine", "is_dtensor", "loaded",
+           "ReferenceEngine", "PackedEngine",
            "ENGINE_NAMES", "CHUNK", "COMPILE_THRESHOLD", "SLOTS", "STACK"]
 
 #: elements per piece on CPU: a slice of every buffer, and the temporaries of one op on them,
@@ -240,12 +249,12 @@ class ReferenceEngine:
         step = advance(opt, state, fresh)
         g = p.grad
         view: Mapping[str, Tensor] = state
-        if _is_dtensor(p):  # the math is elementwise: each rank updates its own shard
+        if is_dtensor(p):  # the math is elementwise: each rank updates its own shard
             if opt.chain.scope == "tensor":
                 raise ValueError(f"{type(opt).__name__} needs whole tensors: sharded DTensor "
                                  f"parameters (FSDP2) are not supported")
             p, g = p.to_local(), g.to_local()
-            view = {k: v.to_local() if _is_dtensor(v) else v for k, v in state.items()}
+            view = {k: v.to_local() if is_dtensor(v) else v for k, v in state.items()}
         if p.is_complex():
             if opt.chain.scope == "tensor":
                 raise ValueError(f"{type(opt).__name__} needs real tensors: complex parameters "
@@ -276,7 +285,7 @@ class ReferenceEngine:
 
 def _per_tensor_only(p: Tensor) -> str | None:
     """Why ``p`` runs on the reference path in every engine (None if it need not)."""
-    if _is_dtensor(p):
+    if is_dtensor(p):
         return "sharded (DTensor)"
     if p.is_complex() or p.is_sparse:
         return "complex or sparse"
@@ -769,9 +778,10 @@ def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None,
                 warnings.warn(f"torch.compile failed on the step of {chain!r} ({reason}); "
                               f"it runs eager", stacklevel=2)
             except torch._dynamo.exc.TorchRuntimeError:
-                # the step itself fails while being traced (a float32 state beside the
-                # float64 gradients of a model converted with .double()): run it eager, so
-                # that the user gets torch's own error, not the tracer's wrapping of it
+                # the step itself fails while being traced (an error torch raises on these
+                # inputs; the known one, state of another dtype, never reaches the kernel:
+                # CompiledEngine._fuses): run it eager, so that the user gets torch's own
+                # error, not the tracer's wrapping of it
                 pass
         return fused(*args)
 
@@ -821,15 +831,26 @@ class CompiledEngine(PackedEngine):
         return out
 
     def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
-        if not self.optimizer.chain.fused(hp.values):  # matrix work: eager (module docstring)
+        if not self._fuses(cohort, hp):
             return super().run(cohort, hp, c, scalars)
         self._launch("update", cohort, hp, c, scalars, None)
 
     def reduce(self, cohort: Cohort, hp: Hyper, totals: dict[str, Tensor]) -> None:
-        if not self.optimizer.chain.fused(hp.values):
+        if not self._fuses(cohort, hp):
             return super().reduce(cohort, hp, totals)
         scalars = {k: cohort.states[0][k] for k in cohort.scalars}
         self._launch("reduce", cohort, hp, [], scalars, totals)
+
+    def _fuses(self, cohort: Cohort, hp: Hyper) -> bool:
+        """Whether the cohort's step goes through the kernel at all; else it runs as in
+        eager: matrix work (see the module docstring), and state of another dtype than its
+        parameters without a ``state_dtype`` (a model converted with ``.double()`` after its
+        first steps: the step then fails as in torch, and tracing it first would only log the
+        tracer's error). A cohort has one parameter dtype and one dtype per buffer."""
+        first = cohort.packs[0]
+        mixed = (self.optimizer.state_dtype is None
+                 and any(v.dtype != first.dtype for v in first.buffers.values()))
+        return self.optimizer.chain.fused(hp.values) and not mixed
 
     def _launch(self, kind: str, cohort: Cohort, hp: Hyper, c: list, scalars: dict,
                 totals: dict[str, Tensor] | None) -> None:
@@ -837,10 +858,12 @@ class CompiledEngine(PackedEngine):
         the update (gathered packs written back), or the reduction's first pass (its shares
         summed into ``totals``; the parameters are not changed)."""
         opt = self.optimizer
-        pieces = [pack for pack in cohort.packs if self._compiles(pack)]
-        if len(pieces) < len(cohort.packs):
-            packs, cohort.packs = cohort.packs, [p for p in cohort.packs if not self._compiles(p)]
-            if totals is None:
+        pieces, eager = [], []
+        for pack in cohort.packs:
+            (pieces if self._compiles(pack) else eager).append(pack)
+        if eager:
+            packs, cohort.packs = cohort.packs, eager
+            if kind == "update":
                 super().run(cohort, hp, c, scalars)
             else:
                 super().reduce(cohort, hp, totals)
@@ -860,7 +883,7 @@ class CompiledEngine(PackedEngine):
         coefficients = [{k: v if isinstance(v, bool) else numbers[f"{i}.{k}"]
                          for k, v in d.items()} for i, d in enumerate(c)]
         values = {k: numbers[k] for k in values}
-        padding = self._padding(signature[1:], first)
+        padding = self._padding(signature[1:], first)  # the same dummies for both kinds
         batch: list[tuple] = []
         writes: list[Callable] = []
         for pack in pieces:
@@ -876,17 +899,14 @@ class CompiledEngine(PackedEngine):
         if batch:
             self._call(kernel, batch, padding, writes, scalars, values, coefficients, totals)
 
-    def _compiles(self, pack: Pack) -> bool:
-        """Whether the kernel takes this pack; else it runs as in eager: sizes 0 and 1 (they
-        would specialise the kernel); stacks of several small tensors (a chain of whole
-        tensors: its per-tensor reductions over a stack compile to loops slower than eager's
-        batched ops, measured 2× on 2,000 tensors of 1K–10K elements; a large tensor, a stack
-        of one, gains); and state of another dtype than its parameters without a
-        ``state_dtype`` (a model converted with ``.double()`` after its first steps: the step
-        then fails as in torch, and tracing it first would only log the tracer's error)."""
-        mixed = (self.optimizer.state_dtype is None
-                 and any(v.dtype != pack.dtype for v in pack.buffers.values()))
-        return pack.n >= 2 and not (pack.stacked and len(pack.params) > 1) and not mixed
+    @staticmethod
+    def _compiles(pack: Pack) -> bool:
+        """Whether the kernel takes this pack of a fused cohort; else it runs as in eager:
+        sizes 0 and 1 (they would specialise the kernel), and stacks of several small tensors
+        (a chain of whole tensors: its per-tensor reductions over a stack compile to loops
+        slower than eager's batched ops, measured 2× on 2,000 tensors of 1K–10K elements; a
+        large tensor, a stack of one, gains)."""
+        return pack.n >= 2 and not (pack.stacked and len(pack.params) > 1)
 
     @staticmethod
     def _call(kernel, batch, padding, writes, scalars, values, coefficients, totals) -> None:
@@ -949,7 +969,7 @@ def make_engine(name: str, optimizer: Optimizer):
     params = [p for g in optimizer.param_groups for p in g["params"]]
     if name == "auto":
         total = sum(p.numel() for p in params)
-        sharded = next((p for p in params if _is_dtensor(p)), None)
+        sharded = next((p for p in params if is_dtensor(p)), None)
         if sharded is not None:
             optimizer.announce("engine='auto' uses reference: the parameters are sharded "
                                "DTensors (FSDP2), updated one local shard at a time")

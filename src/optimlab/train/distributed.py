@@ -9,7 +9,6 @@ full state of an FSDP2 model comes from ``torch.distributed.checkpoint.state_dic
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from ..optim.engines import is_dtensor, loaded
 
 __all__ = ["STRATEGIES", "World", "active", "world", "init_from_env", "shutdown", "parallelize",
            "make_optimizer", "unwrap", "is_sharded", "model_state", "optimizer_state",
@@ -158,18 +159,9 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _loaded(module: str, name: str) -> type | None:
-    """``module.name`` if that module has been imported, else None: a DTensor or a
-    ZeroRedundancyOptimizer exists only once its module is, and importing it to find out costs
-    time (and torch.distributed.optim's import warns of torch.jit.script's deprecation)."""
-    loaded = sys.modules.get(module)
-    return getattr(loaded, name) if loaded is not None else None
-
-
 def is_sharded(model: nn.Module) -> bool:
     """True when the parameters are DTensor shards (FSDP2)."""
-    dtensor = _loaded("torch.distributed.tensor", "DTensor")
-    return dtensor is not None and any(isinstance(p, dtensor) for p in model.parameters())
+    return any(is_dtensor(p) for p in model.parameters())
 
 
 def _full_options():
@@ -179,7 +171,7 @@ def _full_options():
 
 
 def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
-    zero = _loaded("torch.distributed.optim", "ZeroRedundancyOptimizer")
+    zero = loaded("torch.distributed.optim", "ZeroRedundancyOptimizer")
     return zero is not None and isinstance(optimizer, zero)
 
 
