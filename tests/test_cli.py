@@ -73,6 +73,24 @@ def test_compare_on_tasks_with_seeds_and_profile(tmp_path, capsys, one_thread):
     assert len(tasks) == 4 and all(len(t["runs"]) == 2 for t in tasks)
 
 
+def test_compare_of_surfaces_uses_the_storage_it_is_given(tmp_path, capsys):
+    """Surfaces alone run in memory by default, but a --storage given is used: a second run of
+    the same command finds every run stored."""
+    import sqlite3
+
+    args = ["compare", "--problems", "rosenbrock", "--optimizers", "adam", "--seeds", "1",
+            "--lrs", "0.01,0.1", "--storage", f"sqlite:///{tmp_path}/runs.db",
+            "--report", "none"]
+    def complete() -> int:
+        with sqlite3.connect(tmp_path / "runs.db") as db:
+            return db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+
+    assert main(args) == 0
+    assert complete() == 2
+    assert main(args) == 0
+    assert complete() == 2  # nothing was run again
+
+
 def test_compare_rows_carry_confidence_intervals_ties_and_seconds_to_target(tmp_path, capsys,
                                                                            one_thread):
     out = tmp_path / "out.json"

@@ -19,6 +19,8 @@ from .lab.store import GRACE, HEARTBEAT
 from .train import distributed
 
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
+#: where ``optimlab compare`` stores a sweep with a trainable task unless told otherwise
+DEFAULT_STORE = "sqlite:///optimlab.db"
 
 
 def _lab_optimizers() -> list[str]:
@@ -155,8 +157,10 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     optimizers = _names(args.optimizers, _lab_optimizers(), "optimizer", parser)
     surfaces = [p for p in problems if p in SURFACES]
     tasks = [p for p in problems if p in TASKS]
-    # a sweep of surfaces alone takes seconds: stored only with a task; TPE runs in memory
-    storage = args.storage if tasks and args.tuner == "grid" else None
+    # a sweep of surfaces alone takes seconds: by default stored only with a task; a storage
+    # given is used either way; TPE runs in memory
+    storage = args.storage if args.storage is not None else (DEFAULT_STORE if tasks else None)
+    storage = storage if args.tuner == "grid" else None
     console = Console(quiet=args.quiet)
     with _progress(console, args.quiet) as progress:
         bar = progress.add_task("compare", total=planned(problems, optimizers, len(args.lrs),
@@ -412,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("compare", cmd_compare, "compare optimizers on surfaces and trainable tasks",
-                OPTIMIZERS, _seeds(5), _storage("sqlite:///optimlab.db", "sqlite:///optimlab.db"),
+                OPTIMIZERS, _seeds(5),
+                _storage(None, f"{DEFAULT_STORE} for a sweep with a task, in memory for "
+                               f"surfaces alone"),
                 WORKERS, GRACE_SECONDS, JSON, QUIET, _report("compare"))
     p.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS),
                    help=f"comma-separated, or 'all' (default: {','.join(DEFAULT_PROBLEMS)})")
