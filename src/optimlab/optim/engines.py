@@ -86,7 +86,10 @@ CHUNK = 1 << 19
 SINGLE = 1 << 15
 #: elements of a stack of same-shaped tensors (chains of ``scope = "tensor"``) updated together.
 STACK = 1 << 22
-#: pieces per call of the compiled kernel (fewer calls, one compilation).
+#: pieces per call of the compiled kernel at most (fewer calls); a call of fewer pieces is padded
+#: to the next power of two (a graph each for 1, 2, 4 and 8 pieces at most): a model whose
+#: pieces fill one call compiles a graph for as many as it has (a kernel's compile time grows
+#: with its slots: 22 s against 49 s for Adafactor's and Adam's on a 4-tensor model).
 SLOTS = 8
 #: ``engine="auto"`` compiles models with at least this many elements (compiling costs seconds).
 COMPILE_THRESHOLD = 1 << 20
@@ -910,9 +913,11 @@ class CompiledEngine(PackedEngine):
 
     @staticmethod
     def _call(kernel, batch, padding, writes, scalars, values, coefficients, totals) -> None:
-        """Run the kernel on a full batch (padded with dummies); then write gathered packs
-        back (an update) or add the real pieces' shares to ``totals`` (a reduction)."""
-        out = kernel(batch + padding[len(batch):], scalars, values, coefficients)
+        """Run the kernel on a batch (padded with dummies to a power of two); then write
+        gathered packs back (an update) or add the real pieces' shares to ``totals`` (a
+        reduction)."""
+        width = min(SLOTS, 1 << (len(batch) - 1).bit_length())
+        out = kernel(batch + padding[len(batch):width], scalars, values, coefficients)
         if totals is None:
             for write_back in writes:
                 write_back()
