@@ -934,10 +934,10 @@ class CompiledEngine(PackedEngine):
         fill the unused slots of a call; for a stacked pack, stacks of one zero tensor of its
         shape, and buffers of theirs (a tensor-scope transform may depend on the rank).
 
-        Their length (the stack's count) is static: with a symbolic size shared by the dummy
-        slots, the graph of a call with one large piece (flat-compiled) would also accept a
-        call with several large ones, and run them in the loops it fused for the dummies,
-        ~1.5× slower than a graph of their own."""
+        Their length (the stack's count) is static: with a symbolic one, the graph of a call
+        with fewer large pieces than slots (three and a dummy) would also accept a call with
+        as many large pieces as slots, and run them in the loops it fused for the dummies
+        (measured ~1.5× slower than a graph of their own)."""
         if pack.stacked:
             signature = (*signature, tuple(pack.params[0].shape),
                          tuple((k, tuple(v.shape[1:])) for k, v in pack.buffers.items()))
