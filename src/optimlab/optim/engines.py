@@ -371,7 +371,8 @@ class Pack:
                 and all(map(operator.is_, map(state.get, self.params), self.states))
                 and _unchanged(self.views))
 
-    def operands(self, scratch: Callable[[int, torch.dtype], tuple[Tensor, Tensor]]):
+    def operands(self, scratch: Callable[[int, torch.dtype, torch.device],
+                                         tuple[Tensor, Tensor]]):
         """This step's (param, grad) as 1-D tensors and a function that writes the parameters
         back (None when they are views)."""
         if self.param is not None:  # flat: fresh gradients are copied into the buffer
@@ -388,7 +389,7 @@ class Pack:
                 return p.unsqueeze(0), g.unsqueeze(0), None
             if p.is_contiguous() and g.is_contiguous():
                 return p.view(-1), g.view(-1), None
-        param, grad = scratch(self.n, self.dtype)
+        param, grad = scratch(self.n, self.dtype, self.device)
         if self._gather is None or self._gather[0] != (param.data_ptr(), grad.data_ptr()):
             self._gather = ((param.data_ptr(), grad.data_ptr()), self._split(param),
                             self._split(grad))
@@ -446,6 +447,10 @@ class Cohort:
             return steps[0].item()
         fresh, self.fresh = self.fresh, False
         return 1 if fresh else math.inf
+
+    def scalar_state(self) -> dict[str, Tensor]:
+        """The representative's 0-d state (what every member has), by name."""
+        return {k: self.states[0][k] for k in self.scalars}
 
     def share(self) -> None:
         """Copy the representative's scalar state (updated by ``prepare``) to the others."""
@@ -582,15 +587,16 @@ class PackedEngine:
             size += n
         return parts + ([small] if small else [])
 
-    def scratch(self, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def scratch(self, n: int, dtype: torch.dtype,
+                device: torch.device) -> tuple[Tensor, Tensor]:
         """Buffers of ``n`` elements to gather a pack's parameters and gradients into, reused
         from pack to pack (a gathered pack is updated and written back before the next)."""
-        key = (dtype, self._device)
-        buffers = self._scratch.get(key)
+        buffers = self._scratch.get((dtype, device))
         if buffers is None or buffers[0].numel() < n:
             size = max(n, self.piece)
-            buffers = self._scratch[key] = (torch.empty(size, dtype=dtype, device=self._device),
-                                            torch.empty(size, dtype=dtype, device=self._device))
+            buffers = self._scratch[(dtype, device)] = (
+                torch.empty(size, dtype=dtype, device=device),
+                torch.empty(size, dtype=dtype, device=device))
         return buffers[0][:n], buffers[1][:n]
 
     # ------------------------------------------------------------------------------ stepping
@@ -622,15 +628,14 @@ class PackedEngine:
             if opt.chain.reduces:
                 totals: dict[str, Tensor] = {}
                 for cohort in plan.cohorts:
-                    self.reduce(cohort, hp, totals)
+                    self.reduce(cohort.packs, hp, cohort.scalar_state(), totals)
                 for operands in loose:
                     ReferenceEngine.reduce(opt, hp, *operands, totals)
                 opt.chain.combine(plan.group, totals)
             for cohort, step in zip(plan.cohorts, steps, strict=True):
                 c = opt.chain.prepare(cohort.states[0], hp, step)
                 cohort.share()
-                scalars = {k: cohort.states[0][k] for k in cohort.scalars}
-                self.run(cohort, hp, c, scalars)
+                self.run(cohort.packs, hp, c, cohort.scalar_state())
             for operands in loose:
                 ReferenceEngine.finish(opt, hp, *operands)
 
@@ -647,21 +652,20 @@ class PackedEngine:
         return [(param[a:b], grad[a:b], {k: v[a:b] for k, v in pack.buffers.items()})
                 for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def reduce(self, cohort: Cohort, hp: Hyper, totals: dict[str, Tensor]) -> None:
-        """The first pass of the chain's global reduction over a cohort's pieces."""
+    def reduce(self, packs: list[Pack], hp: Hyper, scalars: dict[str, Tensor],
+               totals: dict[str, Tensor]) -> None:
+        """The first pass of the chain's global reduction over a cohort's packs."""
         opt = self.optimizer
-        scalars = {k: cohort.states[0][k] for k in cohort.scalars}
-        for pack in cohort.packs:
-            self._device = pack.device
+        for pack in packs:
             param, grad, _ = pack.operands(self.scratch)  # the parameters are not changed
             for p, g, buffers in self.pieces(pack, param, grad):
                 p, g = preprocess(p, g, hp, opt.state_dtype, opt.chain)
                 add_totals(totals, opt.chain.reduce(g, {**buffers, **scalars}, p, hp))
 
-    def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
+    def run(self, packs: list[Pack], hp: Hyper, c: list, scalars: dict[str, Tensor]) -> None:
+        """The update of a cohort's packs."""
         chain, dtype = self.optimizer.chain, self.optimizer.state_dtype
-        for pack in cohort.packs:
-            self._device = pack.device
+        for pack in packs:
             param, grad, write_back = pack.operands(self.scratch)
             for p, g, buffers in self.pieces(pack, param, grad):
                 apply_update(chain, p, g, {**buffers, **scalars}, hp, c, dtype)
@@ -835,48 +839,43 @@ class CompiledEngine(PackedEngine):
             out[name] = tensor
         return out
 
-    def run(self, cohort: Cohort, hp: Hyper, c: list, scalars: dict) -> None:
-        if not self._fuses(cohort, hp):
-            return super().run(cohort, hp, c, scalars)
-        self._launch("update", cohort, hp, c, scalars, None)
+    def run(self, packs: list[Pack], hp: Hyper, c: list, scalars: dict[str, Tensor]) -> None:
+        self._launch("update", packs, hp, c, scalars, None)
 
-    def reduce(self, cohort: Cohort, hp: Hyper, totals: dict[str, Tensor]) -> None:
-        if not self._fuses(cohort, hp):
-            return super().reduce(cohort, hp, totals)
-        scalars = {k: cohort.states[0][k] for k in cohort.scalars}
-        self._launch("reduce", cohort, hp, [], scalars, totals)
+    def reduce(self, packs: list[Pack], hp: Hyper, scalars: dict[str, Tensor],
+               totals: dict[str, Tensor]) -> None:
+        self._launch("reduce", packs, hp, [], scalars, totals)
 
-    def _fuses(self, cohort: Cohort, hp: Hyper) -> bool:
-        """Whether the cohort's step goes through the kernel at all; else it runs as in
+    def _fuses(self, packs: list[Pack], hp: Hyper) -> bool:
+        """Whether a cohort's step goes through the kernel at all; else it runs as in
         eager: matrix work (see the module docstring), and state of another dtype than its
         parameters without a ``state_dtype`` (a model converted with ``.double()`` after its
         first steps: the step then fails as in torch, and tracing it first would only log the
         tracer's error). A cohort has one parameter dtype and one dtype per buffer."""
-        first = cohort.packs[0]
+        first = packs[0]
         mixed = (self.optimizer.state_dtype is None
                  and any(v.dtype != first.dtype for v in first.buffers.values()))
         return self.optimizer.chain.fused(hp.values) and not mixed
 
-    def _launch(self, kind: str, cohort: Cohort, hp: Hyper, c: list, scalars: dict,
-                totals: dict[str, Tensor] | None) -> None:
-        """A cohort's pieces through the compiled kernel of ``kind``, up to :data:`SLOTS` per
-        call: the update (a gathered pack written back), or the reduction's first pass (its shares
-        summed into ``totals``; the parameters are not changed)."""
-        opt = self.optimizer
-        pieces, eager = [], []
-        for pack in cohort.packs:
-            (pieces if self._compiles(pack) else eager).append(pack)
-        if eager:
-            packs, cohort.packs = cohort.packs, eager
-            if kind == "update":
-                super().run(cohort, hp, c, scalars)
-            else:
-                super().reduce(cohort, hp, totals)
-            cohort.packs = packs
-        if not pieces:
+    def _launch(self, kind: str, packs: list[Pack], hp: Hyper, c: list,
+                scalars: dict[str, Tensor], totals: dict[str, Tensor] | None) -> None:
+        """A cohort's packs through the compiled kernel of ``kind``, up to :data:`SLOTS` per
+        call: the update (a gathered pack written back), or the reduction's first pass (its
+        shares summed into ``totals``; the parameters are not changed). The packs the kernel
+        does not take run as in eager."""
+        fused = self._fuses(packs, hp)
+        compiled, eager = [], []
+        for pack in packs:
+            (compiled if fused and self._compiles(pack) else eager).append(pack)
+        if eager and kind == "update":
+            super().run(eager, hp, c, scalars)
+        elif eager:
+            super().reduce(eager, hp, scalars, totals)
+        if not compiled:
             return
+        opt = self.optimizer
         values, flags = Hyper.split(hp.values, opt.chain.integers)
-        first = pieces[0]
+        first = compiled[0]
         signature = (kind, tuple(sorted(flags.items())), first.dtype, first.device.type,
                      tuple((k, v.dtype) for k, v in first.buffers.items()))
         kernel = self.kernels.get(signature)
@@ -890,8 +889,21 @@ class CompiledEngine(PackedEngine):
         values = {k: numbers[k] for k in values}
         padding = self._padding(signature[1:], first)  # the same dummies for both kinds
         batch: list[tuple] = []
-        for pack in pieces:
-            self._device = pack.device
+
+        def call(write_back: Callable[[], None] | None) -> None:
+            """The kernel on the batch, padded with dummies to a power of two; then a
+            gathered pack written back (an update) or the real pieces' shares added to
+            ``totals`` (a reduction)."""
+            width = min(SLOTS, 1 << (len(batch) - 1).bit_length())
+            out = kernel(batch + padding[len(batch):width], scalars, values, coefficients)
+            if totals is not None:
+                for shares in out[:len(batch)]:
+                    add_totals(totals, shares)
+            elif write_back is not None:
+                write_back()
+            batch.clear()
+
+        for pack in compiled:
             param, grad, write_back = pack.operands(self.scratch)
             # a gathered pack (one piece) ends its call, so that its copy is still in cache
             # when the kernel reads it and when it is written back (gathering up to SLOTS
@@ -900,10 +912,9 @@ class CompiledEngine(PackedEngine):
             for piece in self.pieces(pack, param, grad):
                 batch.append(piece)
                 if len(batch) == SLOTS or write_back is not None:
-                    self._call(kernel, batch, padding, write_back, scalars, values,
-                               coefficients, totals)
+                    call(write_back)
         if batch:
-            self._call(kernel, batch, padding, None, scalars, values, coefficients, totals)
+            call(None)
 
     @staticmethod
     def _compiles(pack: Pack) -> bool:
@@ -913,21 +924,6 @@ class CompiledEngine(PackedEngine):
         slower than eager's batched ops, measured 2× on 2,000 tensors of 1K–10K elements; a
         large tensor, a stack of one, gains)."""
         return pack.n >= 2 and not (pack.stacked and len(pack.params) > 1)
-
-    @staticmethod
-    def _call(kernel, batch, padding, write_back, scalars, values, coefficients,
-              totals) -> None:
-        """Run the kernel on a batch (padded with dummies to a power of two); then write a
-        gathered pack back (an update) or add the real pieces' shares to ``totals`` (a
-        reduction)."""
-        width = min(SLOTS, 1 << (len(batch) - 1).bit_length())
-        out = kernel(batch + padding[len(batch):width], scalars, values, coefficients)
-        if totals is not None:
-            for shares in out[:len(batch)]:
-                add_totals(totals, shares)
-        elif write_back is not None:
-            write_back()
-        batch.clear()
 
     def _padding(self, signature: tuple, pack: Pack) -> list[tuple]:
         """2-element dummy pieces, one per slot (distinct, so no slot aliases another), that
