@@ -330,12 +330,20 @@ class Pack:
         for key in keys:
             buffer = _pack([state[key] for state in states], states, key)
             self.buffers[key] = self._stack(buffer, states[0][key].shape)
-        self.views = _views(states, keys)
+        self.keys = keys
         self.param = self.grad = None
         self._gather: tuple[int, list[Tensor], list[Tensor]] | None = None
         if flat:
             self._adopt()
-        self.pointers = [p.data_ptr() for p in self.params]
+        # one parameter: the operand is a view of it, made once (a view per step cost ~3 µs
+        # a parameter); a plan is remade when the parameter's storage changes. Detached: a view
+        # of a leaf that requires grad, changed in place by one compiled call, cannot be traced
+        # again for the next call (a parameter of several calls)
+        self.alias = None
+        if len(params) == 1 and self.param is None:
+            p = params[0].detach()
+            self.alias = (p.unsqueeze(0) if stacked else p.view(-1) if p.is_contiguous()
+                          else None)
 
     def _split(self, buffer: Tensor) -> list[Tensor]:
         return [piece.view(p.shape) for piece, p in
@@ -364,13 +372,6 @@ class Pack:
         self.grad = torch.zeros_like(param)
         self.grad_views = self._split(self.grad)
 
-    def valid(self, state: Mapping) -> bool:
-        """Nothing changed since the pack was made: the same parameter storage (a conversion,
-        ``.to()`` or ``p.data = ...`` makes a new one), state dicts and buffers."""
-        return ([p.data_ptr() for p in self.params] == self.pointers
-                and all(map(operator.is_, map(state.get, self.params), self.states))
-                and _unchanged(self.views))
-
     def operands(self, scratch: Callable[[int, torch.dtype, torch.device],
                                          tuple[Tensor, Tensor]]):
         """This step's (param, grad) as 1-D tensors and a function that writes the parameters
@@ -381,14 +382,12 @@ class Pack:
                     view.copy_(p.grad)
                     p.grad = view
             return self.param, self.grad, None
-        if len(self.params) == 1:
-            # detached: a view of a leaf that requires grad, changed in place by one compiled
-            # call, cannot be traced again for the next call (a parameter of several calls)
-            p, g = self.params[0].detach(), self.params[0].grad
+        if self.alias is not None:
+            g = self.params[0].grad
             if self.stacked:
-                return p.unsqueeze(0), g.unsqueeze(0), None
-            if p.is_contiguous() and g.is_contiguous():
-                return p.view(-1), g.view(-1), None
+                return self.alias, g.unsqueeze(0), None
+            if g.is_contiguous():
+                return self.alias, g.view(-1), None
         param, grad = scratch(self.n, self.dtype, self.device)
         if self._gather is None or self._gather[0] != (param.data_ptr(), grad.data_ptr()):
             self._gather = ((param.data_ptr(), grad.data_ptr()), self._split(param),
@@ -415,9 +414,10 @@ def _pack(tensors: list[Tensor], states: list[dict], key: str) -> Tensor:
     return buffer
 
 
-def _views(states: list[dict], keys: list[str]) -> tuple[list, list, list]:
-    """(dicts, keys, tensors): what each ``state[key]`` is now, for :func:`_unchanged`."""
-    pairs = [(state, key) for key in keys for state in states]
+def _views(parts: list[tuple[list[dict], list[str]]]) -> tuple[list, list, list]:
+    """(dicts, keys, tensors): what each ``state[key]`` of each (states, keys) part is now,
+    for :func:`_unchanged`."""
+    pairs = [(state, key) for states, keys in parts for key in keys for state in states]
     return ([s for s, _ in pairs], [k for _, k in pairs], [s[k] for s, k in pairs])
 
 
@@ -437,7 +437,6 @@ class Cohort:
         self.params, self.states, self.fresh, self.scalars = params, states, fresh, scalars
         self.packs: list[Pack] = []
         self.buffers = {key: _pack([s[key] for s in states], states, key) for key in scalars}
-        self.views = _views(states, scalars)
 
     def advance(self, opt: Optimizer) -> float:
         """Count the step for every member; t for :meth:`Transform.prepare`."""
@@ -467,12 +466,25 @@ class GroupPlan:
         self.cohorts: list[Cohort] = []
         self.loose: list[Tensor] = []
 
+    def seal(self) -> None:
+        """Record what :meth:`valid` compares, once the cohorts and packs are made: each
+        packed parameter's storage and state dict, and every ``state[key]`` they hold."""
+        packs = [pack for cohort in self.cohorts for pack in cohort.packs]
+        self.members = [p for pack in packs for p in pack.params]
+        self.pointers = list(map(Tensor.data_ptr, self.members))
+        self.dicts = [s for pack in packs for s in pack.states]
+        self.views = _views([(c.states, c.scalars) for c in self.cohorts]
+                            + [(pack.states, pack.keys) for pack in packs])
+
     def valid(self, active: list[Tensor], flags: dict, state: Mapping) -> bool:
-        return (state is self.state and len(active) == len(self.active)
-                and all(a is b for a, b in zip(active, self.active, strict=True))
-                and flags == self.flags
-                and all(_unchanged(c.views) and all(pack.valid(state) for pack in c.packs)
-                        for c in self.cohorts))
+        """Nothing changed since the plan was made: the same parameters with a gradient, flags,
+        parameter storage (a conversion, ``.to()`` or ``p.data = ...`` makes a new one), state
+        dicts and state tensors (nothing reset or loaded). One pass over each, every step."""
+        return (state is self.state and flags == self.flags and len(active) == len(self.active)
+                and all(map(operator.is_, active, self.active))
+                and list(map(Tensor.data_ptr, self.members)) == self.pointers
+                and all(map(operator.is_, map(state.get, self.members), self.dicts))
+                and _unchanged(self.views))
 
 
 class PackedEngine:
@@ -561,6 +573,7 @@ class PackedEngine:
                                  self.flat and not stacked, stacked)
                             for part in self._split(pairs, stacked)]
             plan.cohorts.append(cohort)
+        plan.seal()
         return plan
 
     def _split(self, pairs: list[tuple[Tensor, dict]], stacked: bool) -> list[list]:

@@ -411,7 +411,11 @@ class Optimizer(torch.optim.Optimizer):
             self._average(updated=False)
             return loss
         engine = self._ready_engine()
-        flat = engine.gradients()
+        # the gradients as the engine holds them, for the checks that read them (flat engines
+        # copy fresh gradients into their buffer first); else the engine's step reads them
+        checked = self.nonfinite != "ignore" or any(
+            v is not None for v in (self.clipvalue, self.clipnorm, self.global_clipnorm))
+        flat = engine.gradients() if checked else []
         if self.nonfinite != "ignore" and flat and not self._all_finite(flat):
             if self.nonfinite == "raise":
                 raise FloatingPointError(
