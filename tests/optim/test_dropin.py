@@ -842,6 +842,23 @@ def test_parameters_and_gradients_stay_the_users(engine, spec, set_to_none):
             assert torch.equal(p.grad, value), f"engine={engine!r}: step() changed {name}.grad"
 
 
+@pytest.mark.parametrize("engine, spec", cases())
+def test_backward_through_a_stale_graph_raises(engine, spec):
+    """A graph that saved a parameter (``x @ w`` saves ``w`` for ``x``'s gradient) must not be
+    backpropagated through after ``step()`` changed the parameter in place: torch raises
+    autograd's "modified by an inplace operation" error (each in-place update counts in the
+    parameter's version), and so does every engine, instead of a gradient from the wrong
+    weights."""
+    pair = Pair(spec, engine, TwoHeads())
+    x = data(0, (4, 4)).requires_grad_()
+    for model, opt in ((pair.theirs_model, pair.theirs), (pair.ours_model, pair.ours)):
+        loss = model.trunk(x).square().sum()
+        loss.backward(retain_graph=True)
+        opt.step()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
+
+
 # -------------------------------------------------------------- 16. param groups, state dicts
 @pytest.mark.parametrize("engine, spec", cases())
 def test_add_param_group_mid_run(engine, spec):

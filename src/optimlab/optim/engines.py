@@ -354,7 +354,10 @@ class Pack:
         return buffer.view(len(self.params), *shape) if self.stacked else buffer
 
     def _adopt(self) -> None:
-        """Flat engines: re-point the parameters and gradients into flat buffers."""
+        """Flat engines: re-point the parameters and gradients into flat buffers. A parameter
+        re-pointed so keeps its own version counter, which the updates of the buffer do not
+        count: the engine counts them (autograd's check that a tensor a graph saved was not
+        changed in place before a backward through it)."""
         param = _tiled([p.data for p in self.params])
         if param is None:
             shared = [tuple(p.shape) for p in self.params if p.is_shared()]
@@ -649,6 +652,9 @@ class PackedEngine:
                 c = opt.chain.prepare(cohort.states[0], hp, step)
                 cohort.share()
                 self.run(cohort.packs, hp, c, cohort.scalar_state())
+                if self.flat:  # see Pack._adopt
+                    torch._C._increment_version([p for pack in cohort.packs if pack.param
+                                                 is not None for p in pack.params])
             for operands in loose:
                 ReferenceEngine.finish(opt, hp, *operands)
 
