@@ -186,7 +186,8 @@ class ShampooEigenbasis(Transform):
                 else:
                     y = y.permute([*range(1, y.dim()), 0])
             out.append(self._from_working(y, x.shape[1:], hp))
-        return torch.stack(out)
+        # a stack of one (a large tensor) as a view: the products made it, nothing aliases it
+        return out[0].unsqueeze(0) if len(out) == 1 else torch.stack(out)
 
     @torch._disable_dynamo  # lazy: see transforms._eagerly
     def _accumulate(self, g: Tensor, s, hp, dims) -> None:
