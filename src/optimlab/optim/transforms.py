@@ -1454,20 +1454,26 @@ def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dt
     the accumulation (measured on CPU: about one element in 10⁴ by one bfloat16 ulp).
     ``x`` is not modified.
     """
-    if not batched and x.dim() == 3:
-        return torch.stack([newton_schulz(m, coefficients, steps, eps, dtype, normalization)
-                            for m in x])
-    a, b, c = (float(k) for k in coefficients)
-    addmm = torch.addmm if x.dim() == 2 else torch.baddbmm
+    numbers = (*(float(k) for k in coefficients), int(steps), float(eps), normalization)
+    # one copy in the iteration's dtype for the whole stack (a conversion is elementwise: each
+    # matrix gets the bits of its own), which the iteration then changes in place
     x = x.to(x.dtype if dtype is None else dtype, copy=True)
+    if batched or x.dim() == 2:
+        return _iterate(x, *numbers)
+    return torch.stack([_iterate(m, *numbers) for m in x])
+
+
+def _iterate(x: Tensor, a: float, b: float, c: float, steps: int, eps: float,
+             normalization: str) -> Tensor:
+    """:func:`newton_schulz` on a matrix, or batched on a stack, which it normalizes in place."""
+    addmm = torch.addmm if x.dim() == 2 else torch.baddbmm
     wide = x.size(-2) > x.size(-1)
     if wide:
         x = x.mT
     norm = x.norm() if x.dim() == 2 else torch.linalg.vector_norm(x, dim=(-2, -1),
                                                                     keepdim=True)
-    eps = float(eps)
     x.div_(norm.clamp(min=eps) if normalization == "clamp" else norm.add(eps))
-    for _ in range(int(steps)):
+    for _ in range(steps):
         gram = x @ x.mT
         x = addmm(x, addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.mT if wide else x
