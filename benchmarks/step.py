@@ -229,10 +229,10 @@ def run_one(spec: dict) -> dict:
 
 def run_interleaved(spec: dict) -> dict:
     """Time every implementation of ``spec["impls"]`` in this process, their steps taken in
-    turn, round after round (the order rotated each round): each one's median step time. This
-    machine's memory bandwidth drifts by tens of per cent between minutes, so ratios between
-    implementations come from steps taken within the same seconds. An implementation that fails
-    to build or step gets its error instead."""
+    turn, round after round (the order rotated each round): each one's median step time and
+    its time in each round. This machine's memory bandwidth drifts by tens of per cent between
+    minutes, so ratios between implementations come from steps taken within the same seconds
+    (:func:`paired`). An implementation that fails to build or step gets its error instead."""
     device = torch.device(spec["device"])
     cuda = device.type == "cuda"
     entries, out = [], {}
@@ -256,8 +256,17 @@ def run_interleaved(spec: dict) -> dict:
             if cuda:
                 torch.cuda.synchronize()
             times[entry[0]].append(_step(entry, cuda))
-    out.update({impl: {"seconds": statistics.median(t)} for impl, t in times.items()})
+    out.update({impl: {"seconds": statistics.median(t), "rounds": t} for impl, t in times.items()})
     return out
+
+
+def paired(a: dict, b: dict) -> float:
+    """a's step time over b's: the median of the per-round ratios where both have rounds (the
+    two steps of a round were taken seconds apart, so a drift of the machine's speed between
+    rounds cancels), else the ratio of their medians."""
+    if "rounds" in a and "rounds" in b and len(a["rounds"]) == len(b["rounds"]):
+        return statistics.median(x / y for x, y in zip(a["rounds"], b["rounds"], strict=True))
+    return a["seconds"] / b["seconds"]
 
 
 def _step(entry, cuda: bool = False) -> float:
@@ -463,7 +472,6 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str],
     if "error" in timed:  # the interleaved process itself failed
         timed = {impl: timed for impl in [*impls, "torch-fused-adam"]}
     fused_adam = timed["torch-fused-adam"].get("seconds")
-    adam_per_byte = fused_adam / bytes_per_step(sizes, 2) if fused_adam else math.nan
     measured = {}
     for impl in impls:  # memory (and matrix work) each alone, in a fresh process
         if not memory:
@@ -473,21 +481,28 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str],
         measured[impl] = ({**alone, "seconds_alone": alone["seconds"], **timed[impl]}
                           if "seconds" in alone and "seconds" in timed[impl]
                           else {"error": timed[impl].get("error") or alone.get("error")})
-    references = [m["seconds"] for k, m in measured.items()
-                  if k not in ENGINES and "seconds" in m]
+    references = [m for k, m in measured.items() if k not in ENGINES and "seconds" in m]
+    fastest = min(references, key=lambda m: m["seconds"]) if references else None
+    foreach = measured.get("torch-foreach", {})
     rows = []
     for impl, m in measured.items():
         if "seconds" not in m:
             print(f"  {algorithm:9s} {impl:14s} failed: {m.get('error')}", flush=True)
             continue
+        # ratios: medians of per-round ratios (paired); "..._of_medians": the ratio of medians
         row = {"case": case, "algorithm": algorithm, "impl": impl, **m,
                "torch_fused_adam_seconds": fused_adam,
-               "bytes": moved, "fraction_of_bandwidth": moved / m["seconds"] / bw,
-               "per_byte_vs_fused_adam": (m["seconds"] / moved) / adam_per_byte}
-        if references:
-            row["vs_fastest_reference"] = m["seconds"] / min(references)
-        if "torch-foreach" in measured and "seconds" in measured["torch-foreach"]:
-            row["speedup_vs_foreach"] = measured["torch-foreach"]["seconds"] / m["seconds"]
+               "bytes": moved, "fraction_of_bandwidth": moved / m["seconds"] / bw}
+        if fused_adam:
+            per_byte = bytes_per_step(sizes, 2) / moved
+            row["per_byte_vs_fused_adam"] = paired(m, timed["torch-fused-adam"]) * per_byte
+            row["per_byte_vs_fused_adam_of_medians"] = m["seconds"] / fused_adam * per_byte
+        if fastest is not None:
+            row["vs_fastest_reference"] = paired(m, fastest)
+            row["vs_fastest_reference_of_medians"] = m["seconds"] / fastest["seconds"]
+        if "seconds" in foreach:
+            row["speedup_vs_foreach"] = 1 / paired(m, foreach)
+            row["speedup_vs_foreach_of_medians"] = foreach["seconds"] / m["seconds"]
         rows.append(row)
         matrix = m.get("matrix")
         if matrix and matrix["share_of_step"] is not None and matrix["flops_per_s"]:
@@ -496,7 +511,8 @@ def measure(algorithm: str, run, case: str, sizes, bw: float, skip: set[str],
                   f"of the same shapes {matrix['mm_flops_per_s'] / 1e9:.1f})", flush=True)
         print(f"  {algorithm:9s} {impl:14s} {m['seconds'] * 1e3:9.2f} ms  "
               f"{row['fraction_of_bandwidth']:5.0%} of bandwidth  "
-              f"per byte ×{row['per_byte_vs_fused_adam']:.2f} fused Adam  "
+              + (f"per byte ×{row['per_byte_vs_fused_adam']:.2f} fused Adam  "
+                 if "per_byte_vs_fused_adam" in row else "")
               + (f"×{row['speedup_vs_foreach']:.2f} vs foreach  "
                  if "speedup_vs_foreach" in row else "")
               + (f"×{row['vs_fastest_reference']:.2f} of the fastest reference  "
