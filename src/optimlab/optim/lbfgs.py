@@ -199,6 +199,7 @@ class LBFGS(Optimizer):
 
     # ----------------------------------------------------------------------------- step
     @torch.no_grad()
+    @torch._disable_dynamo  # outside any torch.compile graph, as Optimizer.step
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
         """Run up to ``max_iter`` L-BFGS iterations; returns the loss of the first evaluation.
 

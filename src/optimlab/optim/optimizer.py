@@ -383,8 +383,15 @@ class Optimizer(torch.optim.Optimizer):
 
     # --------------------------------------------------------------------------------- step
     @torch.no_grad()
+    @torch._disable_dynamo  # lazy torch.compiler.disable (see transforms._eagerly)
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one update (or one micro-step of gradient accumulation).
+
+        Under ``torch.compile`` (``torch.compile(opt.step)``, or a compiled training step that
+        calls it) the step runs as written, outside the graph: the engine compiles its own
+        kernels (``engine="compiled"``), and tracing the engine's bookkeeping (plans, step
+        counts read as Python numbers, views of the state) would bake one step's values into a
+        graph.
 
         Args:
             closure: re-evaluates the model and returns the loss (optional).
