@@ -16,6 +16,7 @@ import collections
 import contextlib
 import copy
 import functools
+import inspect
 import pickle
 import re
 import traceback
@@ -766,6 +767,59 @@ def test_misspelt_keyword_raises_type_error(engine, name, kwargs):
         getattr(torch.optim, name)(params, **kwargs)
     with pytest.raises(TypeError):
         getattr(oo, name)(params, engine=engine, **kwargs)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("Adam", {"betas": (0.9, 0.99, 0.5)}), ("NAdam", {"betas": (0.9,)}),
+    ("Rprop", {"etas": (0.5, 1.2, 3.0)}), ("Adamax", {"betas": 0.9})],
+    ids=["Adam-3-betas", "NAdam-1-beta", "Rprop-3-etas", "Adamax-number"])
+def test_tuple_of_wrong_length_raises(name, kwargs):
+    """A tuple hyper-parameter with too many entries is an error in torch (a ValueError from
+    unpacking it), not an ignored extra value; too few or a number, an IndexError or TypeError
+    that does not name the argument. Ours: a ValueError naming it and its value."""
+    params = [nn.Parameter(torch.randn(3))]
+    with pytest.raises((ValueError, IndexError, TypeError)):
+        opt = getattr(torch.optim, name)(params, **kwargs)
+        params[0].grad = torch.ones(3)
+        opt.step()
+    (key, value), = kwargs.items()
+    with pytest.raises(ValueError, match=re.escape(f"{key}={value!r}")):
+        getattr(oo, name)(params, **kwargs)
+
+
+#: the classes torch.optim has too
+SHARED_CLASSES = sorted(n for n in dir(oo) if n != "Optimizer" and isinstance(getattr(oo, n), type)
+                        and isinstance(getattr(torch.optim, n, None), type))
+
+
+def positional(cls: type) -> list[str]:
+    return [p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD][1:]
+
+
+@pytest.mark.parametrize("name", SHARED_CLASSES)
+def test_positional_arguments_are_torchs(name):
+    """Code written for torch passes hyper-parameters positionally
+    (``NAdam(params, 2e-3, (0.9, 0.999), 1e-8, 0.01, 4e-3, True)``): every argument torch takes
+    by position is taken at the same position."""
+    theirs = positional(getattr(torch.optim, name))
+    assert positional(getattr(oo, name))[:len(theirs)] == theirs
+
+
+@pytest.mark.parametrize("name, args", [
+    ("NAdam", (2e-3, (0.9, 0.999), 1e-8, 0.01, 4e-3, True)),
+    ("RMSprop", (0.01, 0.9, 1e-8, 0.01, 0.5, True, False, None, True, False)),
+    ("ASGD", (0.01, 1e-4, 0.75, 2, 0.01, None, True, False, False)),
+], ids=["NAdam-decoupled", "RMSprop-maximize", "ASGD-maximize"])
+def test_positional_call_steps_as_torch(name, args):
+    """The positional flags (NAdam's decoupled weight decay, RMSprop's and ASGD's maximize)
+    mean what they mean in torch."""
+    ours = TwoHeads()
+    theirs = copy.deepcopy(ours)
+    pair = Pair.of(BY_ID["Adam"], "auto", (ours, theirs),
+                   (getattr(oo, name)(ours.parameters(), *args),
+                    getattr(torch.optim, name)(theirs.parameters(), *args)))
+    pair.train(heads_loss("ab"), 4)
 
 
 # ------------------------------------------------------------------- 13. NAdam, float32 default

@@ -34,6 +34,16 @@ _GROUP_RANGES = {"weight_decay": "[0, inf)"}
 EMA = "ema"
 
 
+def _check_length(key: str, value: Any, length: int) -> None:
+    """A tuple-valued hyper-parameter (``betas``, ``etas``) has as many entries as the
+    optimizer reads (torch: mostly a ValueError from unpacking)."""
+    if not isinstance(value, tuple | list):
+        raise ValueError(f"{key}={value!r} is not allowed: give a tuple of {length} numbers")
+    if len(value) != length:
+        raise ValueError(f"{key}={value!r} has {len(value)} entries: give a tuple of {length} "
+                         f"numbers")
+
+
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
@@ -304,6 +314,9 @@ class Optimizer(torch.optim.Optimizer):
     FLAVOR_RANGES: Mapping[str, Mapping[str, str]] = {}
 
     def _validate(self, group: Mapping[str, Any]) -> None:
+        for key, default in self.DEFAULTS.get(self.flavor, {}).items():
+            if isinstance(default, tuple) and group.get(key) is not None:
+                _check_length(key, group[key], len(default))
         for key, interval in _GROUP_RANGES.items():
             Interval.parse(interval).check(key, group[key])
         for key, interval in self.FLAVOR_RANGES.get(self.flavor, {}).items():

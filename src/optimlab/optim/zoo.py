@@ -115,10 +115,10 @@ class Adagrad(Optimizer):
     def __init__(self, params, lr: float | None = None, lr_decay: float | None = None,
                  weight_decay: float | None = None,
                  initial_accumulator_value: float | None = None, eps: float | None = None,
-                 **options: Any):
+                 foreach: bool | None = None, **options: Any):
         super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
-                         **options)
+                         foreach=foreach, **options)
         self.init_state()  # torch's Adagrad creates its state (step 0, the sum) at construction
 
     @classmethod
@@ -148,8 +148,10 @@ class Adadelta(Optimizer):
     }
 
     def __init__(self, params, lr: float | None = None, rho: float | None = None,
-                 eps: float | None = None, weight_decay: float | None = None, **options: Any):
-        super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, **options)
+                 eps: float | None = None, weight_decay: float | None = None,
+                 foreach: bool | None = None, **options: Any):
+        super().__init__(params, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                         foreach=foreach, **options)
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
@@ -181,9 +183,13 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float | None = None, alpha: float | None = None,
                  eps: float | None = None, weight_decay: float | None = None,
-                 momentum: float | None = None, centered: bool | None = None, **options: Any):
+                 momentum: float | None = None, centered: bool | None = None,
+                 capturable: bool = False, foreach: bool | None = None,
+                 maximize: bool | None = None, differentiable: bool = False, **options: Any):
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                         momentum=momentum, centered=centered, **options)
+                         momentum=momentum, centered=centered, capturable=capturable,
+                         foreach=foreach, maximize=maximize, differentiable=differentiable,
+                         **options)
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
@@ -294,9 +300,10 @@ class Adamax(Optimizer):
 
     def __init__(self, params, lr: float | None = None,
                  betas: tuple[float, float] | None = None, eps: float | None = None,
-                 weight_decay: float | None = None, **options: Any):
+                 weight_decay: float | None = None, foreach: bool | None = None,
+                 **options: Any):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         **options)
+                         foreach=foreach, **options)
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
@@ -330,9 +337,10 @@ class NAdam(Optimizer):
     def __init__(self, params, lr: float | None = None,
                  betas: tuple[float, float] | None = None, eps: float | None = None,
                  weight_decay: float | None = None, momentum_decay: float | None = None,
-                 **options: Any):
+                 decoupled_weight_decay: bool | None = None, **options: Any):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         momentum_decay=momentum_decay, **options)
+                         momentum_decay=momentum_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, **options)
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
@@ -473,9 +481,12 @@ class ASGD(Optimizer):
 
     def __init__(self, params, lr: float | None = None, lambd: float | None = None,
                  alpha: float | None = None, t0: float | None = None,
-                 weight_decay: float | None = None, **options: Any):
+                 weight_decay: float | None = None, foreach: bool | None = None,
+                 maximize: bool | None = None, differentiable: bool = False,
+                 capturable: bool = False, **options: Any):
         super().__init__(params, lr=lr, lambd=lambd, alpha=alpha, t0=t0,
-                         weight_decay=weight_decay, **options)
+                         weight_decay=weight_decay, foreach=foreach, maximize=maximize,
+                         differentiable=differentiable, capturable=capturable, **options)
 
     @classmethod
     def transforms(cls, flavor: str) -> Chain:
