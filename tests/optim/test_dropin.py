@@ -834,6 +834,20 @@ def test_float64_model_under_float32_default(engine, spec):
         pair.train(heads_loss(), 8)
 
 
+@pytest.mark.parametrize("engine, spec", cases(["ASGD", "NAdam"], compiled=["NAdam"]))
+def test_float64_model_under_float32_default_resumed(engine, spec):
+    """The same, resumed from a state dict mid-run: torch's ``load_state_dict`` casts the
+    scalar state to the parameter's dtype, float64, but torch's ASGD still writes its ``eta``
+    and ``mu`` rounded to float32 (``copy_`` of ``torch.as_tensor(value)``): both sides load
+    torch's checkpoint and continue equal."""
+    with default_dtype(torch.float32):
+        pair = Pair(spec, engine, TwoHeads().double())
+        pair.train(heads_loss(), 5)
+        state = copy.deepcopy(pair.theirs.state_dict())
+        pair.each(lambda m, o: o.load_state_dict(copy.deepcopy(state)))
+        pair.train(heads_loss(), 5)
+
+
 # ------------------------------------------------------------------------------ 14. tensor lr
 @pytest.mark.parametrize("engine, spec", cases(["Adam", "NAdam", "SGD-momentum"]))
 def test_tensor_learning_rate(engine, spec):

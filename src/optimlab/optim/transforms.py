@@ -1013,7 +1013,14 @@ class ResilientStep(Transform):
 def _scalar_state(value: float, device: torch.device) -> Tensor:
     """A 0-d tensor in torch's dtype for scalar state (the default dtype's precision)."""
     dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-    return torch.tensor(value, dtype=dtype, device=device)
+    return torch.as_tensor(value, dtype=dtype, device=device)
+
+
+def _store(state: Tensor, value: float) -> None:
+    """Write ``value`` into 0-d state as torch's ASGD does (``eta.copy_(torch.as_tensor(v))``):
+    rounded to torch's scalar dtype first, also where the state holds more precision (a
+    ``load_state_dict`` casts it to a float64 parameter's dtype)."""
+    state.copy_(_scalar_state(value, state.device))
 
 
 class DecayingLearningRate(Transform):
@@ -1041,7 +1048,7 @@ class DecayingLearningRate(Transform):
     def prepare(self, s, hp, step):
         eta = s["eta"].item()
         lr, lambd = hp["lr"], hp["lambd"]
-        s["eta"].fill_(lr / ((1 + lambd * lr * step) ** hp["alpha"]))
+        _store(s["eta"], lr / ((1 + lambd * lr * step) ** hp["alpha"]))
         return {"eta": eta, "shrink": lambd * eta}
 
     def update(self, u, g, s, p, hp, c):
@@ -1073,7 +1080,7 @@ class AverageIterates(Transform):
 
     def prepare(self, s, hp, step):
         mu = s["mu"].item()
-        s["mu"].fill_(1 / max(1, step - hp["t0"]))
+        _store(s["mu"], 1 / max(1, step - hp["t0"]))
         return {"average": mu != 1, "mu": mu}
 
     def update(self, u, g, s, p, hp, c):
