@@ -806,6 +806,15 @@ def test_positional_arguments_are_torchs(name):
     assert positional(getattr(oo, name))[:len(theirs)] == theirs
 
 
+@pytest.mark.parametrize("name", SHARED_CLASSES)
+def test_param_groups_have_torchs_keys(name):
+    """Code reads ``group["foreach"]``, ``group["capturable"]`` (and the reference packages'
+    ``load_state_dict`` expects them): every key of torch's param group is in ours."""
+    params = [nn.Parameter(torch.randn(3, 3))]
+    theirs = set(getattr(torch.optim, name)(params).param_groups[0])
+    assert theirs <= set(getattr(oo, name)(params).param_groups[0])
+
+
 @pytest.mark.parametrize("name, args", [
     ("NAdam", (2e-3, (0.9, 0.999), 1e-8, 0.01, 4e-3, True)),
     ("RMSprop", (0.01, 0.9, 1e-8, 0.01, 0.5, True, False, None, True, False)),

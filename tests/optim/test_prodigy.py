@@ -11,6 +11,7 @@ by far more.
 
 from __future__ import annotations
 
+import copy
 import io
 
 import prodigyopt
@@ -195,6 +196,21 @@ def test_resume_restores_the_group_state_bit_exact(engine):
     for p, q in zip(resumed.params, straight.params, strict=True):
         for key, value in straight.optimizer.state[q].items():
             assert torch.equal(resumed.optimizer.state[p][key], value), key
+
+
+@pytest.mark.parametrize("engine", ["reference", "eager"])
+def test_the_packages_checkpoint_continues_as_the_package(engine):
+    """A run switching from prodigyopt loads its state dict (its ``step`` a Python int, which
+    becomes a tensor, as torch's optimizers convert one) and continues as the package does."""
+    hp = {"lr": 0.5, "weight_decay": 0.01}
+    theirs = PackageRun(INFO, hp)
+    for micro in updates(hp, 10):
+        theirs.update(micro)
+    ours = OptimlabRun(INFO, hp, engine=engine)
+    ours.load(theirs.parameters())
+    ours.optimizer.load_state_dict(copy.deepcopy(theirs.optimizer.state_dict()))
+    errors = step_errors(ours, theirs, hp, steps=10, start=10)
+    assert_steps_match(errors, TOLERANCE, "Prodigy continued from prodigyopt's checkpoint")
 
 
 def test_coupled_weight_decay_leaves_the_users_gradient_alone():

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .engines import ENGINE_NAMES, init_state, make_engine
+from .engines import ENGINE_NAMES, init_state, make_engine, scalar_dtype
 from .transforms import Chain, Hyper, Interval, Transform, chain, hyper
 
 __all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
@@ -34,11 +34,10 @@ _GROUP_RANGES = {"weight_decay": "[0, inf)"}
 EMA = "ema"
 
 
-def _check_length(key: str, value: Any, length: int) -> None:
+def _check_length(key: str, value: tuple | list, length: int) -> None:
     """A tuple-valued hyper-parameter (``betas``, ``etas``) has as many entries as the
-    optimizer reads (torch: mostly a ValueError from unpacking)."""
-    if not isinstance(value, tuple | list):
-        raise ValueError(f"{key}={value!r} is not allowed: give a tuple of {length} numbers")
+    optimizer reads (torch: a ValueError from unpacking); a number instead of a tuple is
+    refused where the chain reads an entry (:func:`~optimlab.optim.transforms.hyper`)."""
     if len(value) != length:
         raise ValueError(f"{key}={value!r} has {len(value)} entries: give a tuple of {length} "
                          f"numbers")
@@ -241,6 +240,10 @@ class Optimizer(torch.optim.Optimizer):
         self._engine = None
         defaults = {**_COMMON, **self.DEFAULTS.get(flavor, {})}
         defaults.update({k: v for k, v in hyperparameters.items() if v is not None})
+        # kept in every group as torch.optim keeps them, for code (and checkpoints loaded into
+        # torch.optim or the reference packages) that reads them; they change nothing here
+        defaults.update(foreach=foreach, fused=fused, capturable=capturable,
+                        differentiable=differentiable)
         self._validate(defaults)  # before looking at params, as torch.optim checks its arguments
         super().__init__(params, defaults)
 
@@ -315,7 +318,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def _validate(self, group: Mapping[str, Any]) -> None:
         for key, default in self.DEFAULTS.get(self.flavor, {}).items():
-            if isinstance(default, tuple) and group.get(key) is not None:
+            if isinstance(default, tuple) and isinstance(group.get(key), tuple | list):
                 _check_length(key, group[key], len(default))
         for key, interval in _GROUP_RANGES.items():
             Interval.parse(interval).check(key, group[key])
@@ -330,6 +333,11 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:  # a state dict from torch.optim lacks our keys
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+        if self.counts_steps:  # a step count saved as a number (prodigyopt's), as torch's
+            for entry in self.state.values():  # __setstate__ converts it
+                step = entry.get("step")
+                if isinstance(step, int | float) and not isinstance(step, bool):
+                    entry["step"] = torch.tensor(float(step), dtype=scalar_dtype())
 
     def state_dict(self) -> dict[str, Any]:
         """torch's format, plus ``"optimlab"``: the accumulation, skip and update counters."""

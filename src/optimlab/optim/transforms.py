@@ -107,7 +107,12 @@ def hyper(group: Mapping, key: str, default=None):
     if name not in group:
         return default
     value = group[name]
-    return value[int(index)] if index else value
+    if not index:
+        return value
+    if not isinstance(value, tuple | list):
+        raise ValueError(f"{name}={value!r} is not allowed: give a tuple (its entry {index} is "
+                         f"{display(key)})")
+    return value[int(index)]
 
 
 def check_tuple(group: Mapping, key: str, length: int, allowed: str,
