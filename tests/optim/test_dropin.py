@@ -969,6 +969,19 @@ def test_compiled_step(engine, spec, model):
     pair.train(heads, 4)
 
 
+@pytest.mark.parametrize("engine, spec", cases([s.id for s in SPECS if s.id != "SGD-momentum"],
+                                          compiled=["Adam-amsgrad-wd", "NAdam"]))
+@pytest.mark.filterwarnings("ignore:optimizer contains a parameter group with duplicate")
+def test_parameter_listed_twice(engine, spec):
+    """A parameter listed twice in a group (``[*model.parameters(), model.trunk.weight]``):
+    torch warns (it will become an error) and updates it once per listing, counting two steps;
+    so does every engine. Not SGD with momentum: torch's SGD reads the momentum buffers of all
+    listings before it writes any, so on the first step both listings start a buffer from the
+    gradient, and the second one's is kept; optimlab's listings update one after the other."""
+    pair = Pair(spec, engine, TwoHeads(), params=lambda m: [*m.parameters(), m.trunk.weight])
+    pair.train(heads_loss("ab"), 3)
+
+
 # -------------------------------------------------------------- 16. param groups, state dicts
 @pytest.mark.parametrize("engine, spec", cases())
 def test_add_param_group_mid_run(engine, spec):

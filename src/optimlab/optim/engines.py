@@ -36,6 +36,7 @@ reference path.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import math
@@ -546,8 +547,11 @@ class PackedEngine:
             return layouts[shape]
 
         members: dict[tuple, list[tuple[Tensor, dict]]] = {}
+        counts = collections.Counter(map(id, active))
         for p in active:
             reason = _per_tensor_only(p)
+            if counts[id(p)] > 1:  # torch warns, and updates it once per listing
+                reason = "a parameter listed twice in its group"
             state, fresh = init_state(opt, p, hp)
             probe, keys, scalars = layout(p)
             if reason is None and any(
