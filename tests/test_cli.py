@@ -30,6 +30,7 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     (["run", "--grace", "x"], "'x' is not an integer"),
     (["train", "--task", "moon"], "unknown task 'moon': choose one of noisy_quadratic"),
     (["train", "--strategy", "dp"], "invalid choice: 'dp'"),
+    (["train", "--json", "/proc/optimlab.json"], "--json /proc/optimlab.json: cannot write"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -152,6 +153,25 @@ def test_train_with_two_processes_resumes_in_one(tmp_path, monkeypatch):
     for got, want in zip(resumed["history"], alone["history"], strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
         assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-5)
+
+
+def test_train_takes_every_optimizer_and_refuses_to_mix_runs(tmp_path, monkeypatch, capsys):
+    """Muon trains in its combined form (AdamW for the biases and the head) and L-BFGS with a
+    closure; a second run into the same checkpoint directory, or a resume with another
+    optimizer, is a one-line error (exit 2), not a mix of two runs."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("muon", "lbfgs"):
+        assert main(["train", "--quiet", "--epochs", "1", "--optimizer", name,
+                     "--json", f"out/{name}.json"]) == 0
+        assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["history"]
+    assert main(["train", "--quiet", "--epochs", "1", "--checkpoint-dir", "ck"]) == 0
+    for argv, fragment in ((["--checkpoint-dir", "ck"], "holds checkpoints of an earlier run"),
+                           (["--checkpoint-dir", "ck", "--resume", "--optimizer", "sgd"],
+                            "another run: optimizer 'adam' (now 'sgd')")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--quiet", "--epochs", "2", *argv])
+        assert exit_info.value.code == 2
+        assert fragment in capsys.readouterr().err
 
 
 def test_train_logs_from_rank_0_only(tmp_path):

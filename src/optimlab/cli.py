@@ -490,6 +490,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_output(path: str, parser: argparse.ArgumentParser) -> None:
+    """Make ``--json``'s folder and check that the file can be written, before the work whose
+    results it would hold (a bad path is a one-line error now, not a traceback after it)."""
+    import os
+
+    existed = os.path.exists(path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        parser.error(f"--json {path}: cannot write it ({error.strerror or error})")
+    if not existed:
+        os.unlink(path)
+
+
+#: what a command interrupted by Ctrl-C says about continuing.
+RESUME_HINT = {"train": "rerun it with --resume (and its --checkpoint-dir) to continue",
+               "compare": "rerun the same command with its --storage to continue",
+               "run": "rerun the same command with its --storage to continue"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -497,7 +519,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return args.handler(args, parser)
+    if getattr(args, "json", None):
+        _check_output(args.json, parser)
+    try:
+        return args.handler(args, parser)
+    except KeyboardInterrupt:
+        hint = RESUME_HINT.get(args.command, "finished work was kept")
+        print(f"\noptimlab {args.command}: interrupted; {hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

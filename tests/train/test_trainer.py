@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from optimlab import data
+from optimlab import data, optim
 from optimlab import nn as onn
 from optimlab.optim import SGD, Adam
 from optimlab.train import EarlyStopping, Trainer, load_latest, save_atomic
@@ -185,6 +185,45 @@ def test_training_digits_with_schedule_and_verdict(tmp_path):
     history.to_csv(str(tmp_path / "h.csv"))
     history.to_json(str(tmp_path / "h.json"))
     assert "val_error" in (tmp_path / "h.csv").read_text()
+
+
+def _digits_trainer(opt_class, tmp_path=None, run=None, **kwargs):
+    digits = data.digits(seed=0)
+    torch.manual_seed(0)
+    model = onn.MLP(64, [16], 10)
+    return Trainer(model, opt_class(model.parameters(), **kwargs),
+                   torch.nn.functional.cross_entropy, digits.train, batch_size=128,
+                   progress=False, run=run,
+                   checkpoint_dir=None if tmp_path is None else str(tmp_path / "ck"))
+
+
+def test_an_optimizer_that_needs_a_closure_trains_as_torchs():
+    """L-BFGS gets a closure that re-evaluates the batch's loss: ours and torch's, through the
+    same loop, have the same history."""
+    ours = _digits_trainer(optim.LBFGS, lr=0.1, max_iter=3).fit(2)
+    theirs = _digits_trainer(torch.optim.LBFGS, lr=0.1, max_iter=3).fit(2)
+    assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-6)
+    assert ours["train_loss"][-1] < ours["train_loss"][0]
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    """Resuming a directory written by another run (another optimizer or learning rate) is
+    refused, naming what differs, instead of loading its state into this one."""
+    _digits_trainer(Adam, tmp_path, run={"optimizer": "adam", "lr": 1e-3}, lr=1e-3).fit(1)
+    other = _digits_trainer(SGD, tmp_path, run={"optimizer": "sgd", "lr": 0.5}, lr=0.5)
+    with pytest.raises(ValueError, match=r"another run: lr 0.001 \(now 0.5\), optimizer "
+                                         r"'adam' \(now 'sgd'\)"):
+        other.fit(2, resume=True)
+    same = _digits_trainer(Adam, tmp_path, run={"optimizer": "adam", "lr": 1e-3}, lr=1e-3)
+    assert len(same.fit(2, resume=True).rows) == 2
+
+
+def test_a_new_run_refuses_a_directory_with_checkpoints(tmp_path):
+    """A fresh run in a directory holding an earlier run's checkpoints would mix the two (and
+    keeping the newest two would delete its own): refused, pointing at resume."""
+    _digits_trainer(Adam, tmp_path, lr=1e-3).fit(1)
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run.*resume=True"):
+        _digits_trainer(Adam, tmp_path, lr=1e-3).fit(1)
 
 
 def test_nonfinite_loss_stops_with_a_message_or_is_skipped():

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .. import optim
 from .stepping import mode, step
 
-__all__ = ["COMBINED", "build", "not_applicable"]
+__all__ = ["COMBINED", "build", "not_applicable", "parameters"]
 
 #: registry name → the name, in :mod:`optimlab.optim`, of its parameter-group helper: a
 #: function ``helper(model) → param groups`` that ``optim.get(name, groups)`` accepts, the
@@ -48,6 +48,12 @@ def _known(name: str) -> str:
 def build(name: str, target: nn.Module | Iterable[Tensor], **kwargs: Any) -> optim.Optimizer:
     """The registry optimizer ``name`` on ``target`` (a model or its tensors), with ``kwargs``
     (lr, flavor, ...); a model gets the optimizer's combined form where one exists."""
+    return optim.get(_known(name), parameters(name, target), **kwargs)
+
+
+def parameters(name: str, target: nn.Module | Iterable[Tensor]) -> Any:
+    """What the registry optimizer ``name`` is built on for ``target``: a model's param groups
+    of the optimizer's combined form where one exists (:data:`COMBINED`), else the tensors."""
     key = _known(name)
     if isinstance(target, nn.Module):
         helper = getattr(optim, COMBINED[key], None) if key in COMBINED else None
@@ -62,7 +68,7 @@ def build(name: str, target: nn.Module | Iterable[Tensor], **kwargs: Any) -> opt
                                  f"{', '.join(sorted(set(algorithms))) or 'no group'})")
     else:
         params = target
-    return optim.get(key, params, **kwargs)
+    return params
 
 
 def not_applicable(name: str, target: nn.Module | Iterable[Tensor], **kwargs: Any

@@ -16,6 +16,7 @@ import torch
 
 from ..optim import get
 from ..train import Trainer, distributed
+from .construct import parameters
 from .tasks import get_task
 
 __all__ = ["train_task", "torchrun_command", "launch"]
@@ -60,11 +61,15 @@ def train_task(task: str, optimizer: str = "adam", lr: float = 1e-3, *, epochs: 
     spread = strategy if distributed.active() else None
     if spread:
         model = distributed.parallelize(model, spread)
-    opt = distributed.make_optimizer(functools.partial(get, optimizer), model.parameters(),
-                                     spread, lr=lr, engine=engine)
+    opt = distributed.make_optimizer(functools.partial(get, optimizer),
+                                     parameters(optimizer, model), spread, lr=lr, engine=engine)
+    # what a checkpoint of this run must have been written by to be resumed (the number of
+    # processes, the strategy and the engine may change; epochs may be added)
+    run = {"task": task, "optimizer": optimizer, "lr": lr, "batch_size": batch_size,
+           "seed": seed}
     trainer = Trainer(model, opt, spec.loss, train, test=test, batch_size=batch_size,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                      progress=progress, seed=seed)
+                      progress=progress, seed=seed, run=run)
     if spread:
         torch.distributed.barrier()
     start = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
 from . import distributed
-from .checkpoint import load_latest, save_atomic
+from .checkpoint import latest, load_latest, save_atomic
 
 __all__ = ["Trainer", "History", "Callback", "EarlyStopping", "verdict"]
 
@@ -168,6 +169,9 @@ class Trainer:
         classification: report the error rate (argmax ≠ target); default: integer targets.
         progress: a progress bar (rich, on rank 0 only); False for scripts.
         seed: fixes the data order and the RNGs (rank r's generators start at seed + r).
+        run: what identifies the run (task, optimizer, hyper-parameters), saved in every
+            checkpoint: resuming a checkpoint whose run differs is refused, naming the
+            differences, instead of loading one run's state into another.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -177,7 +181,8 @@ class Trainer:
                  scheduler_interval: str = "epoch", plateau_metric: str = "val_loss",
                  callbacks: Sequence[Callback] = (), checkpoint_dir: str | None = None,
                  checkpoint_every: int | None = None, nonfinite: str = "stop",
-                 classification: bool | None = None, progress: bool = True, seed: int = 0):
+                 classification: bool | None = None, progress: bool = True, seed: int = 0,
+                 run: dict[str, Any] | None = None):
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval={scheduler_interval!r} must be 'epoch' or "
                              f"'step'")
@@ -195,7 +200,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
         self.world = distributed.world()
-        self.nonfinite, self.seed = nonfinite, seed
+        self.nonfinite, self.seed, self.run = nonfinite, seed, run
         self.progress = progress and self.world.main
         if classification is None:
             first_target = train[0][1]
@@ -271,9 +276,17 @@ class Trainer:
                 "callbacks": [c.state_dict() for c in self.callbacks],
                 "history": self.history.rows, "epoch": self.epoch, "batch": self.batch,
                 "step": self.step, "skipped": self.skipped, "partial": dict(self._partial),
-                "rng": distributed.gather_objects(self._rng_state())}
+                "rng": distributed.gather_objects(self._rng_state()), "run": self.run}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("run")
+        if self.run is not None and saved is not None and saved != self.run:
+            differences = ", ".join(f"{k} {saved.get(k)!r} (now {self.run.get(k)!r})"
+                                    for k in sorted(set(saved) | set(self.run))
+                                    if saved.get(k) != self.run.get(k))
+            raise ValueError(f"the checkpoint in {self.checkpoint_dir!r} is of another run: "
+                             f"{differences}; resume with the run's own settings, or start "
+                             f"this one in another checkpoint directory")
         distributed.load_state(self.model, self.optimizer, state["model"], state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -320,6 +333,13 @@ class Trainer:
             if state is not None:
                 self.load_state_dict(state)
         if (not resume or state is None) and self.step == 0 and self.batch == 0:
+            if not resume and self.checkpoint_dir is not None and latest(self.checkpoint_dir):
+                raise ValueError(
+                    f"checkpoint_dir={self.checkpoint_dir!r} holds checkpoints of an earlier "
+                    f"run ({os.path.basename(latest(self.checkpoint_dir)[0])}): resume=True "
+                    f"(--resume) continues it; a new run needs an empty directory (it would "
+                    f"mix its checkpoints with the old ones, and keeping the newest two would "
+                    f"delete its own)")
             self._seed(self.seed)  # a fresh run; a continued fit keeps its RNG state
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -363,7 +383,11 @@ class Trainer:
                 self.skipped += 1
             else:
                 loss.backward()
-                self.optimizer.step()
+                if getattr(self.optimizer, "needs_closure",  # L-BFGS re-evaluates the loss
+                           isinstance(self.optimizer, torch.optim.LBFGS)):
+                    self.optimizer.step(lambda x=x, y=y, n=n: self._closure(x, y, n))
+                else:
+                    self.optimizer.step()
                 self.step += 1
                 partial = self._partial
                 partial["loss"] += value * n
@@ -376,6 +400,17 @@ class Trainer:
             advance(value)
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self.checkpoint()
+
+    def _closure(self, x: Tensor, y: Tensor, n: int) -> Tensor:
+        """The batch's loss re-evaluated, gradients zeroed and back-propagated (weighed as the
+        step's own loss), for an optimizer whose step needs a closure."""
+        with torch.enable_grad():
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(self.model(x), y) if len(y) else self.model(x).sum() * 0.0
+            if self.world.size > 1:
+                loss = loss * (len(y) * self.world.size / n)
+            loss.backward()
+        return loss
 
     def _end_epoch(self) -> None:
         count = max(self._partial["count"], 1)
