@@ -12,7 +12,13 @@ import pytest
 from optimlab import data
 from optimlab.lab import tasks
 from optimlab.lab.problems import Run
-from optimlab.lab.protocol import Summary, mark_ties, performance_profile, sweep
+from optimlab.lab.protocol import (
+    Summary,
+    mark_ties,
+    performance_profile,
+    profile_breakpoints,
+    sweep,
+)
 from optimlab.lab.tasks import get_task, run_task
 
 
@@ -111,6 +117,15 @@ def test_performance_profile_by_hand():
     profile = performance_profile(summaries, taus=(1, 2, 4))
     # a: t1 ratio 1, t2 never → [0.5, 0.5, 0.5]; b: t1 ratio 3, t2 ratio 1 → [0.5, 0.5, 1]
     assert profile == {"a": [0.5, 0.5, 0.5], "b": [0.5, 0.5, 1.0]}
+    # b steps at its ratio 3, between the grid's 2 and 4
+    assert profile_breakpoints(summaries, (1, 2, 4)) == [1, 2, 3.0, 4]
+
+
+def test_performance_profile_leaves_out_a_task_an_optimizer_does_not_apply_to():
+    """A not-applicable row is left out of the summaries: that task is not one of the
+    optimizer's, so its share counts the tasks it ran on (1 of 1), not 1 of 2."""
+    summaries = [_summary("t1", "a", 10), _summary("t1", "muon", 20), _summary("t2", "a", 5)]
+    assert performance_profile(summaries, taus=(1, 2)) == {"a": [1.0, 1.0], "muon": [0.0, 1.0]}
 
 
 def test_the_heavier_tasks_learn():

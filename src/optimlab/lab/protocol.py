@@ -283,19 +283,35 @@ def _tune_tpe(plan: Callable[[float], dict], lrs: Sequence[float],
     return runs
 
 
+def profile_ratios(summaries: Sequence[Summary]) -> dict[str, list[float]]:
+    """optimizer → its steps to target over the fewest of any optimizer, on each task it has a
+    row for (∞ where it never reached the target). A task without a row for an optimizer (not
+    applicable: left out of ``summaries``) is not one of its tasks."""
+    cost: dict[tuple[str, str], float] = {}
+    for s in summaries:
+        steps = s.steps_to_target
+        cost[(s.problem, s.optimizer)] = math.inf if steps is None else steps
+    best: dict[str, float] = {}
+    for (task, _), steps in cost.items():
+        best[task] = min(best.get(task, math.inf), steps)
+    ratios: dict[str, list[float]] = {}
+    for (task, name), steps in sorted(cost.items()):
+        finite = math.isfinite(best[task]) and math.isfinite(steps)
+        ratios.setdefault(name, []).append(steps / best[task] if finite else math.inf)
+    return ratios
+
+
 def performance_profile(summaries: Sequence[Summary], taus: Sequence[float] = (1, 2, 4, 8, 16)
                         ) -> dict[str, list[float]]:
-    """optimizer → ρ(τ) for each τ: the fraction of tasks solved within τ × the best steps."""
-    tasks = sorted({s.problem for s in summaries})
-    optimizers = sorted({s.optimizer for s in summaries})
-    cost = {(s.problem, s.optimizer): s.steps_to_target for s in summaries}
-    profile = {}
-    for name in optimizers:
-        ratios = []
-        for task in tasks:
-            best = min(cost.get((task, o), math.inf) for o in optimizers)
-            mine = cost.get((task, name), math.inf)
-            ratios.append(mine / best if math.isfinite(best) and math.isfinite(mine)
-                          else math.inf)
-        profile[name] = [sum(r <= tau for r in ratios) / len(tasks) for tau in taus]
-    return profile
+    """optimizer → ρ(τ) for each τ: the fraction of its tasks solved within τ × the best steps
+    (Dolan and Moré's profile; see :func:`profile_ratios`)."""
+    return {name: [sum(r <= tau for r in ratios) / len(ratios) for tau in taus]
+            for name, ratios in sorted(profile_ratios(summaries).items())}
+
+
+def profile_breakpoints(summaries: Sequence[Summary], taus: Sequence[float]) -> list[float]:
+    """``taus`` and every ratio between the first and the last of them: where ρ(τ) steps, so
+    that a profile drawn through these points is exact between them."""
+    ratios = {r for rs in profile_ratios(summaries).values() for r in rs
+              if taus[0] <= r <= taus[-1]}
+    return sorted(set(taus) | ratios)

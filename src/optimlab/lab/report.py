@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from .figures import animation, curves, profile, seeds_in_words, styles
 from .problems import SURFACES
 from .properties import Properties
-from .protocol import TUNING_SEED, Summary, mark_ties, performance_profile
+from .protocol import TUNING_SEED, Summary, mark_ties, performance_profile, profile_breakpoints
 from .stats import ALPHA
 from .tasks import get_task
 
@@ -198,8 +198,9 @@ def write(report: Report, out: str) -> str:
             parts.append(curves(name, [s for s in ranked if s.not_applicable is None], style))
         if len(names) > 1:
             applicable = [s for s in tasks if s.not_applicable is None]
+            taus = profile_breakpoints(applicable, TAUS)
             parts.append("<h2>Performance profile</h2>" + profile(
-                performance_profile(applicable, TAUS), TAUS, tasks=len(names),
+                performance_profile(applicable, taus), taus, tasks=len(names),
                 seeds=seeds_in_words([len(s.runs) for s in tasks]), style=style))
     if report.classics:
         parts.append("<h2>The classic comparisons, re-run here</h2>"
