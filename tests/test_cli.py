@@ -31,6 +31,8 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     (["train", "--task", "moon"], "unknown task 'moon': choose one of noisy_quadratic"),
     (["train", "--strategy", "dp"], "invalid choice: 'dp'"),
     (["train", "--json", "/proc/optimlab.json"], "--json /proc/optimlab.json: cannot write"),
+    (["compare", "--lrs", "inf"], "learning rates must be finite and > 0"),
+    (["init-report", "--init", "normal:-1"], "its stddev -1 must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 
@@ -69,8 +70,8 @@ def _lr_grid(text: str) -> list[float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers"
                                          ) from None
-    if not values or any(not (v > 0) for v in values):
-        raise argparse.ArgumentTypeError(f"learning rates must be > 0, got {text!r}")
+    if not values or any(not (0 < v < math.inf) for v in values):
+        raise argparse.ArgumentTypeError(f"learning rates must be finite and > 0, got {text!r}")
     return values
 
 

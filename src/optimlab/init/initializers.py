@@ -309,6 +309,8 @@ def get(spec: str | Initializer, **kwargs) -> Initializer:
         if name not in _SHORTHAND:
             raise ValueError(f"initializer {name!r} takes no number after ':'")
         key = _SHORTHAND[name]
+        if key in ("stddev", "gain", "maxval") and not value >= 0:  # a spread or a scale
+            raise ValueError(f"initializer {spec!r}: its {key} {number} must be >= 0")
         kwargs.setdefault(key, value)
         if key == "maxval":
             kwargs.setdefault("minval", -value)
