@@ -176,6 +176,17 @@ def test_train_takes_every_optimizer_and_refuses_to_mix_runs(tmp_path, monkeypat
         assert fragment in capsys.readouterr().err
 
 
+def test_run_animates_the_optimizers_asked_for(tmp_path, monkeypatch):
+    """``run --optimizers adam,sgd`` animates those two; without the option, the suite's six."""
+    from optimlab.lab import suite
+
+    calls = []
+    monkeypatch.setattr(suite, "suite", lambda out, **kwargs: calls.append(kwargs) or out)
+    for argv in (["--optimizers", "adam,sgd"], []):
+        assert main(["run", "--quiet", "--out", str(tmp_path), *argv]) == 0
+    assert calls[0]["animate"] == ["adam", "sgd"] and "animate" not in calls[1]
+
+
 def test_train_logs_from_rank_0_only(tmp_path):
     done = _train(tmp_path, "--epochs", "1", "--nproc-per-node", "2", "--strategy", "fsdp")
     out = done.stdout + done.stderr

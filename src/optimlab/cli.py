@@ -265,10 +265,12 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         def on_run(r) -> None:
             progress.update(bar, advance=1, description=f"{r.problem} · {r.optimizer}")
 
+        # the animations show the optimizers asked for (all of them: the suite's six classics)
+        chosen = {} if args.optimizers == "all" else {"animate": optimizers}
         try:
             index = quick.suite(args.out, optimizers=optimizers, seeds=args.seeds,
                                 storage=args.storage, workers=args.workers, on_run=on_run,
-                                grace=args.grace)
+                                grace=args.grace, **chosen)
         except ConnectionError as error:
             parser.error(str(error))
     _wrote(console, f"{index} (and runs.csv, runs.json)")
