@@ -35,10 +35,13 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     (["init-report", "--init", "normal:-1"], "its stddev -1 must be >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys):
+    """A one-line error after the usage of the command given (not the top-level one)."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert fragment in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert err.startswith(f"usage: optimlab {argv[0]} ")
 
 
 def test_list(capsys):

@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name, handler, help, *parents):
         p = sub.add_parser(name, help=help, parents=list(parents))
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, command_parser=p)  # its errors show its own usage
         return p
 
     p = command("compare", cmd_compare, "compare optimizers on surfaces and trainable tasks",
@@ -523,9 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if getattr(args, "json", None):
-        _check_output(args.json, parser)
+        _check_output(args.json, args.command_parser)
     try:
-        return args.handler(args, parser)
+        return args.handler(args, args.command_parser)
     except KeyboardInterrupt:
         hint = RESUME_HINT.get(args.command, "finished work was kept")
         print(f"\noptimlab {args.command}: interrupted; {hint}", file=sys.stderr)
