@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -59,3 +60,19 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
                    capture_output=True, timeout=120)
     image = Image.open(shot).convert("RGB")
     assert len(image.getcolors(maxcolors=1_000_000)) > 100  # text, tables and plots, not blank
+
+
+def test_runs_csv_has_a_row_per_run_made(tmp_path):
+    """An optimizer that does not apply to a problem (Muon on a 2-D surface's vector) made no
+    run: runs.csv has no row for it (runs.json keeps its summary and the reason)."""
+    from optimlab.lab.protocol import sweep
+    from optimlab.lab.report import Report, write
+
+    summaries = sweep(["beale"], ["sgd", "muon"], [0.01], seeds=1, steps=20)
+    assert [s.optimizer for s in summaries if s.not_applicable] == ["muon"]
+    write(Report(summaries=summaries), str(tmp_path))
+    with open(tmp_path / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {row["optimizer"] for row in rows} == {"sgd"}
+    exported = json.loads((tmp_path / "runs.json").read_text())
+    assert "muon" in json.dumps(exported)

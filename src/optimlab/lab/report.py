@@ -230,10 +230,11 @@ def write(report: Report, out: str) -> str:
     index = os.path.join(out, "index.html")
     with open(index, "w", encoding="utf-8") as f:
         f.write(page)
+    # a row per run made: a not-applicable optimizer made none (runs.json says why)
     runs = [{"kind": kind, "tuned_lr": s.lr, **{k: v for k, v in r.as_dict().items()
                                                 if k != "curve"}}
             for kind, group in (("surface", surfaces), ("task", tasks))
-            for s in group for r in s.runs]
+            for s in group if s.not_applicable is None for r in s.runs]
     with open(os.path.join(out, "runs.json"), "w") as f:
         json.dump({**exported(report.summaries),
                    "properties": [p.as_dict() for p in report.properties]}, f, indent=1)
