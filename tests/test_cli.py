@@ -194,3 +194,19 @@ def test_train_logs_from_rank_0_only(tmp_path):
     done = _train(tmp_path, "--epochs", "1", "--nproc-per-node", "2", "--strategy", "fsdp")
     out = done.stdout + done.stderr
     assert out.count("uses reference: the parameters are sharded DTensors") == 1
+
+
+def test_one_seed_shows_no_spread_and_no_interval():
+    """With ``--seeds 1`` a task's row has no "± 0" and no zero-width interval: one seed has
+    neither a spread nor a confidence interval."""
+    from rich.console import Console
+
+    from optimlab.cli import _task_table
+    from optimlab.lab.problems import Run
+    from optimlab.lab.protocol import Summary
+
+    one = Summary("moons", "adam", 0.1, {0.1: 0.25}, [Run("moons", "adam", 0.1, 1, final=0.25)])
+    console = Console(record=True, width=200)
+    console.print(_task_table("moons", [one]))
+    row = next(line for line in console.export_text().splitlines() if "adam" in line)
+    assert "0.25" in row and "±" not in row and "[0.25, 0.25]" not in row

@@ -121,8 +121,10 @@ def _task_table(task: str, summaries: list[Summary]) -> Table:
         diverged = sum(1 for v in s.sensitivity.values() if v == float("inf"))
         low, high = s.ci95
         tied = {True: "best" if rank == 1 else "tied", False: "", None: "?"}[s.tied_with_best]
-        table.add_row(str(rank), s.optimizer, f"{s.lr:.3g}", f"{s.mean:.4g} ± {s.std:.2g}",
-                      f"[{low:.4g}, {high:.4g}]", tied, f"{s.best:.4g}",
+        several = len(s.runs) > 1  # one seed has no spread and no interval
+        table.add_row(str(rank), s.optimizer, f"{s.lr:.3g}",
+                      f"{s.mean:.4g} ± {s.std:.2g}" if several else f"{s.mean:.4g}",
+                      f"[{low:.4g}, {high:.4g}]" if several else "—", tied, f"{s.best:.4g}",
                       "—" if s.steps_to_target == float("inf") else f"{s.steps_to_target:g}",
                       "—" if s.seconds_to_target is None else f"{s.seconds_to_target:.3g}",
                       str(diverged))
@@ -459,10 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="folder for index.html, runs.csv/json")
     p = command("train", cmd_train, "train on a task, data-parallel with --nproc-per-node",
                 SEED, QUIET)
-    p.add_argument("--task", default="digits_mlp", help="a trainable task (see 'list')")
-    p.add_argument("--optimizer", default="adam", help="an optimizer id (see 'list')")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--task", default="digits_mlp",
+                   help="a trainable task (see 'list'; default digits_mlp)")
+    p.add_argument("--optimizer", default="adam",
+                   help="an optimizer id (see 'list'; default adam)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="epochs (default 5)")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="global batch, shared by the processes (default: the task's)")
     p.add_argument("--nproc-per-node", type=_positive_int, default=None,

@@ -53,7 +53,12 @@ def _fmt(x: float) -> str:
 
 def _ci(s: Summary) -> str:
     low, high = s.ci95
-    return f"[{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) else "—"
+    return f"[{_fmt(low)}, {_fmt(high)}]" if math.isfinite(low) and len(s.runs) > 1 else "—"
+
+
+def _std(s: Summary) -> str:
+    """The spread over the seeds; none for one seed."""
+    return _fmt(s.std) if len(s.runs) > 1 else "—"
 
 
 def _tied(s: Summary, rank: int) -> str:
@@ -183,7 +188,7 @@ def write(report: Report, out: str) -> str:
                              ["rank", "optimizer", "lr", "final (mean)", "± std", "95 % CI",
                               "tied with best", "best", "steps to target", "s to target",
                               "seconds"],
-                             [(i, s.optimizer, f"{s.lr:.3g}", _fmt(s.mean), _fmt(s.std), _ci(s),
+                             [(i, s.optimizer, f"{s.lr:.3g}", _fmt(s.mean), _std(s), _ci(s),
                                _tied(s, i), _fmt(s.best), _fmt(s.steps_to_target),
                                _fmt(s.seconds_to_target),
                                _fmt(sum(r.seconds for r in s.runs) / len(s.runs)))
