@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -210,3 +211,15 @@ def test_one_seed_shows_no_spread_and_no_interval():
     console.print(_task_table("moons", [one]))
     row = next(line for line in console.export_text().splitlines() if "adam" in line)
     assert "0.25" in row and "±" not in row and "[0.25, 0.25]" not in row
+
+
+def test_progress_ends_at_its_total_when_runs_are_reused(tmp_path, capsys):
+    """A sweep whose runs all come from its storage (a re-run of a finished command) ends its
+    progress at done/total, not at 0/total."""
+    argv = ["compare", "--problems", "rosenbrock", "--optimizers", "adam", "--lrs", "0.01",
+            "--seeds", "1", "--steps", "10", "--report", "none",
+            "--storage", f"sqlite:///{tmp_path}/runs.db"]
+    for _ in range(2):
+        assert main(argv) == 0
+        done, total = re.search(r"━ (\d+)/(\d+) ", capsys.readouterr().out).groups()
+        assert done == total != "0"

@@ -137,6 +137,12 @@ def _progress(console: Console, quiet: bool) -> Progress:
                     TimeElapsedColumn(), console=console, disable=quiet)
 
 
+def _done(progress: Progress, bar) -> None:
+    """A finished sweep's bar at its end (runs reused from the storage, or not applicable,
+    are not counted as they are made)."""
+    progress.update(bar, completed=next(t.total for t in progress.tasks if t.id == bar))
+
+
 def _wrote(console: Console, what: str) -> None:
     """Say which files were written, each path whole on its line (never wrapped)."""
     console.print(f"wrote {what}", soft_wrap=True)
@@ -180,6 +186,7 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         except ConnectionError as error:
             parser.error(f"{error} (pass --storage sqlite:///file.db, a reachable "
                          f"postgresql:// URL, or none)")
+        _done(progress, bar)
     for problem in surfaces:
         console.print(_table(problem, [s for s in summaries if s.problem == problem]))
     for name in tasks:
@@ -275,6 +282,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                 grace=args.grace, **chosen)
         except ConnectionError as error:
             parser.error(str(error))
+        _done(progress, bar)
     _wrote(console, f"{index} (and runs.csv, runs.json)")
     return 0
 
