@@ -9,6 +9,8 @@ from collections.abc import Callable
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ..optim import needs_closure
+
 __all__ = ["step", "mode"]
 
 
@@ -16,7 +18,7 @@ def step(optimizer: Optimizer, closure: Callable[[], Tensor]) -> None:
     """``optimizer.step()`` after the caller's backward pass, or ``optimizer.step(closure)``
     for an optimizer whose class sets ``needs_closure`` (``closure`` zeroes the gradients,
     re-evaluates the loss, back-propagates and returns the loss)."""
-    if getattr(optimizer, "needs_closure", False):
+    if needs_closure(optimizer):
         optimizer.step(closure)
     else:
         optimizer.step()

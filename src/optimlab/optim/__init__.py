@@ -11,7 +11,7 @@ from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
 from .muon import Muon, muon_param_groups
-from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
+from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer, needs_closure
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from .soap import SOAP
@@ -37,6 +37,7 @@ from .zoo import (
 )
 
 __all__ = [
+    "needs_closure",
     "Optimizer", "transforms", "chain", "get", "names", "REGISTRY", "FLAVORS", "ENGINES",
     "NONFINITE_POLICIES", "SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax",
     "NAdam", "Nadam", "Nadamax", "Ftrl", "ArmijoLineSearch", "ExactLineSearch",

@@ -337,7 +337,8 @@ class Pack:
         if flat:
             self._adopt()
         # one parameter: the operand is a view of it, made once (a view per step cost ~3 µs
-        # a parameter); a plan is remade when the parameter's storage changes. Detached: a view
+        # a parameter); a plan is remade when the parameter's storage changes (until the next
+        # step the view keeps the old storage alive). Detached: a view
         # of a leaf that requires grad, changed in place by one compiled call, cannot be traced
         # again for the next call (a parameter of several calls)
         self.alias = None
@@ -440,6 +441,8 @@ class Cohort:
                  scalars: list[str]):
         self.params, self.states, self.fresh, self.scalars = params, states, fresh, scalars
         self.packs: list[Pack] = []
+        #: the members a flat engine re-pointed into its buffers (their versions it counts)
+        self.adopted: list[Tensor] = []
         self.buffers = {key: _pack([s[key] for s in states], states, key) for key in scalars}
 
     def advance(self, opt: Optimizer) -> float:
@@ -579,6 +582,8 @@ class PackedEngine:
             cohort.packs = [Pack([p for p, _ in part], [s for _, s in part], keys,
                                  self.flat and not stacked, stacked)
                             for part in self._split(pairs, stacked)]
+            cohort.adopted = [p for pack in cohort.packs if pack.param is not None
+                              for p in pack.params]
             plan.cohorts.append(cohort)
         plan.seal()
         return plan
@@ -656,9 +661,8 @@ class PackedEngine:
                 c = opt.chain.prepare(cohort.states[0], hp, step)
                 cohort.share()
                 self.run(cohort.packs, hp, c, cohort.scalar_state())
-                if self.flat:  # see Pack._adopt
-                    torch._C._increment_version([p for pack in cohort.packs if pack.param
-                                                 is not None for p in pack.params])
+                if cohort.adopted:  # see Pack._adopt
+                    torch._C._increment_version(cohort.adopted)
             for operands in loose:
                 ReferenceEngine.finish(opt, hp, *operands)
 

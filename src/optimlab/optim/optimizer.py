@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 from .engines import ENGINE_NAMES, init_state, make_engine, scalar_dtype
-from .transforms import Chain, Hyper, Interval, Transform, chain, hyper
+from .transforms import Chain, Hyper, Interval, Transform, chain, check_tuple, hyper
 
-__all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
+__all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES", "needs_closure"]
 
 FLAVORS = ("torch", "keras")
 ENGINES = ("auto", *ENGINE_NAMES)
@@ -34,13 +34,10 @@ _GROUP_RANGES = {"weight_decay": "[0, inf)"}
 EMA = "ema"
 
 
-def _check_length(key: str, value: tuple | list, length: int) -> None:
-    """A tuple-valued hyper-parameter (``betas``, ``etas``) has as many entries as the
-    optimizer reads (torch: a ValueError from unpacking); a number instead of a tuple is
-    refused where the chain reads an entry (:func:`~optimlab.optim.transforms.hyper`)."""
-    if len(value) != length:
-        raise ValueError(f"{key}={value!r} has {len(value)} entries: give a tuple of {length} "
-                         f"numbers")
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` needs a closure that re-evaluates the loss: optimlab's
+    optimizers say so (``needs_closure``), and torch's L-BFGS does."""
+    return getattr(optimizer, "needs_closure", isinstance(optimizer, torch.optim.LBFGS))
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -319,7 +316,8 @@ class Optimizer(torch.optim.Optimizer):
     def _validate(self, group: Mapping[str, Any]) -> None:
         for key, default in self.DEFAULTS.get(self.flavor, {}).items():
             if isinstance(default, tuple) and isinstance(group.get(key), tuple | list):
-                _check_length(key, group[key], len(default))
+                check_tuple(group, key, len(default), f"a tuple of {len(default)} entries, as "
+                                                      f"the default {default!r}")
         for key, interval in _GROUP_RANGES.items():
             Interval.parse(interval).check(key, group[key])
         for key, interval in self.FLAVOR_RANGES.get(self.flavor, {}).items():

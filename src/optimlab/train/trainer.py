@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
+from ..optim import needs_closure
 from . import distributed
 from .checkpoint import latest, load_latest, save_atomic
 
@@ -366,11 +367,11 @@ class Trainer:
         for x, y, n in self._batches(self.train_data, order, start=self.batch):
             self.optimizer.zero_grad()
             out = self.model(x)
-            loss = self.loss_fn(out, y) if len(y) else out.sum() * 0.0
+            loss = self._loss(out, y)
             value = loss.item()
             errors = int((out.argmax(-1) != y).sum()) if self.classification else 0
-            if self.world.size > 1:  # processes average gradients: weigh this share by its size
-                loss = loss * (len(y) * self.world.size / n)
+            if self.world.size > 1:
+                loss = self._share(loss, y, n)
                 total, errors = distributed.all_sum([value * len(y), errors])
                 value = total / n
             if not math.isfinite(value):
@@ -383,8 +384,7 @@ class Trainer:
                 self.skipped += 1
             else:
                 loss.backward()
-                if getattr(self.optimizer, "needs_closure",  # L-BFGS re-evaluates the loss
-                           isinstance(self.optimizer, torch.optim.LBFGS)):
+                if needs_closure(self.optimizer):  # L-BFGS re-evaluates the loss
                     self.optimizer.step(lambda x=x, y=y, n=n: self._closure(x, y, n))
                 else:
                     self.optimizer.step()
@@ -401,14 +401,23 @@ class Trainer:
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self.checkpoint()
 
+    def _loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """The batch's loss (a zero that keeps the graph for a process given no examples)."""
+        return self.loss_fn(out, y) if len(y) else out.sum() * 0.0
+
+    def _share(self, loss: Tensor, y: Tensor, n: int) -> Tensor:
+        """This process's loss weighed by its share of the global batch of ``n`` (processes
+        average gradients)."""
+        return loss * (len(y) * self.world.size / n)
+
     def _closure(self, x: Tensor, y: Tensor, n: int) -> Tensor:
         """The batch's loss re-evaluated, gradients zeroed and back-propagated (weighed as the
         step's own loss), for an optimizer whose step needs a closure."""
         with torch.enable_grad():
             self.optimizer.zero_grad()
-            loss = self.loss_fn(self.model(x), y) if len(y) else self.model(x).sum() * 0.0
+            loss = self._loss(self.model(x), y)
             if self.world.size > 1:
-                loss = loss * (len(y) * self.world.size / n)
+                loss = self._share(loss, y, n)
             loss.backward()
         return loss
 
