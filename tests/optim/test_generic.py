@@ -14,12 +14,15 @@ import math
 import pytest
 import torch
 
+import optimlab.optim as oo
+
 from .database import DATABASE, default_dtype
 from .database import cases as database_cases
 from .references import (
     OPTIONS,
     STEPS,
     OptimlabRun,
+    PackageRun,
     TorchRun,
     batches,
     flat,
@@ -31,6 +34,7 @@ from .references import (
     step_errors,
     torch_optimizer,
     train,
+    updates,
 )
 
 # The error of one float64 update relative to its step (references.step_errors). Measured
@@ -114,6 +118,34 @@ def test_state_dict_resume_is_bit_exact(info, hp):
     opt2.load_state_dict(saved["opt"])
     train(resumed, opt2, data[cut:])
     assert torch.equal(flat(resumed), flat(straight))
+
+
+def _authors_package(info) -> bool:
+    """The reference is the authors' package (schedulefree, prodigyopt, adabelief-pytorch),
+    whose argument names and state format optimlab's class takes; the classes checked against
+    pytorch-optimizer have torch's format instead (a step count per parameter), not its."""
+    return (info.reference == "package" and info.flavor == "torch"
+            and not info.package.startswith("pytorch_optimizer:"))
+
+
+@pytest.mark.parametrize("switch", ["optimlab-to-package", "package-to-optimlab"])
+@pytest.mark.parametrize("info, hp", [
+    c for c in database_cases(_authors_package)
+    # the package keeps AMSGrad's maximum beside the rectified step, which never reads it;
+    # optimlab keeps none (AdaBelief's docstring), so the package cannot load that state
+    if not (c.values[0].cls is oo.AdaBelief and c.values[1].get("amsgrad")
+            and c.values[1].get("rectify", True))])
+def test_checkpoints_cross_with_the_package(info, hp, switch):
+    """A run switching between optimlab and the authors' package after 10 updates, by a state
+    dict as ``torch.load`` gives it (a copy), continues as the other would have."""
+    runs = OptimlabRun(info, hp), PackageRun(info, hp)
+    first, second = runs if switch == "optimlab-to-package" else runs[::-1]
+    for micro in updates(hp, 10):
+        first.update(micro)
+    second.load(first.parameters())
+    second.optimizer.load_state_dict(copy.deepcopy(first.optimizer.state_dict()))
+    errors = step_errors(second, first, hp, steps=10, start=10)
+    assert_steps_match(errors, info.tolerance or TOLERANCE, f"{info.id} {hp}, {switch}")
 
 
 @pytest.mark.parametrize("info, hp", [

@@ -201,14 +201,18 @@ def test_resume_restores_the_group_state_bit_exact(engine):
 @pytest.mark.parametrize("engine", ["reference", "eager"])
 def test_the_packages_checkpoint_continues_as_the_package(engine):
     """A run switching from prodigyopt loads its state dict (its ``step`` a Python int, which
-    becomes a tensor, as torch's optimizers convert one) and continues as the package does."""
-    hp = {"lr": 0.5, "weight_decay": 0.01}
+    becomes a tensor, as torch's optimizers convert one) and continues as the package does,
+    with the checkpoint's settings, as torch's ``load_state_dict`` gives them: the package's
+    ``decouple=False`` is ours ``decoupled_weight_decay``, whatever ours was built with."""
+    hp = {"lr": 0.5, "weight_decay": 0.01, "decouple": False}
     theirs = PackageRun(INFO, hp)
     for micro in updates(hp, 10):
         theirs.update(micro)
-    ours = OptimlabRun(INFO, hp, engine=engine)
+    ours = OptimlabRun(INFO, {"lr": 0.5}, engine=engine)
     ours.load(theirs.parameters())
     ours.optimizer.load_state_dict(copy.deepcopy(theirs.optimizer.state_dict()))
+    group = ours.optimizer.param_groups[0]
+    assert group["decoupled_weight_decay"] is False and "decouple" not in group
     errors = step_errors(ours, theirs, hp, steps=10, start=10)
     assert_steps_match(errors, TOLERANCE, "Prodigy continued from prodigyopt's checkpoint")
 

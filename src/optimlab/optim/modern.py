@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, alias
 from .transforms import (
     Adapt,
     AverageGradient,
@@ -29,18 +29,6 @@ __all__ = ["Lion", "AdaBelief", "Yogi", "ADOPT", "AdEMAMix"]
 #: reference, with Keras' conventions for what the base optimizer does (weight decay
 #: decoupled, Keras' clipping formulas), as for RAdam and the other torch-only optimizers.
 KERAS_BASE = {"decoupled_weight_decay": True}
-
-
-def _alias(options: dict[str, Any], name: str, value: Any) -> None:
-    """A package's name for ``decoupled_weight_decay`` (``weight_decouple``), given as
-    ``value``: store it under our name, refusing a contradiction."""
-    if value is None:
-        return
-    given = options.get("decoupled_weight_decay")
-    if given is not None and bool(given) != bool(value):
-        raise ValueError(f"{name}={value!r} and decoupled_weight_decay={given!r} disagree: they "
-                         f"are the same option (give one of them)")
-    options["decoupled_weight_decay"] = value
 
 
 class Lion(Optimizer):
@@ -120,10 +108,11 @@ class AdaBelief(Optimizer):
     and beside √ŝ); the rectification starts at ρ_t ≥ 5 (torch's RAdam: ρ_t > 5); with
     ``rectify=True`` the rectified step divides by √s_t, not by the AMSGrad maximum, so
     ``amsgrad`` has no effect there (the package keeps the maximum and does not use it; no
-    buffer is kept here). Differences, on purpose: each parameter counts its own steps and the
-    user's gradient is not modified (the package adds the L2 term to ``.grad`` in place), as
-    torch.optim; the package's float16 path (parameters converted to float32 in place) is
-    ``state_dtype=torch.float32`` here, which leaves the parameters' dtype alone. The keras
+    buffer is kept here, so the package does not load the state of such a run). Differences,
+    on purpose: each parameter counts its own steps and the user's gradient is not modified
+    (the package adds the L2 term to ``.grad`` in place), as torch.optim; the package's
+    float16 path (parameters converted to float32 in place) is ``state_dtype=torch.float32``
+    here, which leaves the parameters' dtype alone. The keras
     flavor is the same algorithm with Keras' clipping formulas.
     """
 
@@ -131,6 +120,8 @@ class AdaBelief(Optimizer):
                  "amsgrad": False, "decoupled_weight_decay": True, "fixed_decay": False,
                  "degenerated_to_sgd": True}
     DEFAULTS = {"torch": _DEFAULTS, "keras": _DEFAULTS}
+    #: the package's rectification cache, so that it loads our checkpoints
+    PACKAGE_KEYS = {"buffer": [[None, None, None] for _ in range(10)]}
 
     def __init__(self, params, lr: float | None = None,
                  betas: tuple[float, float] | None = None, eps: float | None = None,
@@ -140,7 +131,7 @@ class AdaBelief(Optimizer):
                  print_change_log: bool = False, **options: Any):
         if not isinstance(rectify, bool):
             raise ValueError(f"rectify={rectify!r} must be True or False")
-        _alias(options, "weight_decouple", weight_decouple)
+        alias(options, "weight_decouple", weight_decouple)
         self.rectify = rectify
         super().__init__(params, self._chain(rectify), lr=lr, betas=betas, eps=eps,
                          weight_decay=weight_decay, amsgrad=amsgrad, fixed_decay=fixed_decay,

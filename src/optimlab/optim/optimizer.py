@@ -7,6 +7,7 @@ decay, the EMA of the weights, flavors, hyper-parameter validation and the state
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import warnings
@@ -38,6 +39,19 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step`` needs a closure that re-evaluates the loss: optimlab's
     optimizers say so (``needs_closure``), and torch's L-BFGS does."""
     return getattr(optimizer, "needs_closure", isinstance(optimizer, torch.optim.LBFGS))
+
+
+def alias(options: dict[str, Any], name: str, value: Any,
+          ours: str = "decoupled_weight_decay") -> None:
+    """A package's name for one of our options (``weight_decouple``, ``decouple``), given as
+    ``value``: store it in ``options`` under our name, refusing a contradiction."""
+    if value is None:
+        return
+    given = options.get(ours)
+    if given is not None and bool(given) != bool(value):
+        raise ValueError(f"{name}={value!r} and {ours}={given!r} disagree: they are the same "
+                         f"option (give one of them)")
+    options[ours] = value
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -312,6 +326,13 @@ class Optimizer(torch.optim.Optimizer):
 
     #: flavor → {group key: allowed interval}: a flavor's checks beyond the chain's own.
     FLAVOR_RANGES: Mapping[str, Mapping[str, str]] = {}
+    #: the reference package's names of our group keys ({its name: ours}, Prodigy's
+    #: ``decouple``): written beside ours into :meth:`state_dict`'s groups, so that the package
+    #: loads our checkpoints, and read back from a loaded checkpoint of the package's.
+    PACKAGE_NAMES: Mapping[str, str] = {}
+    #: keys the reference package's groups have that ours have not, with their value here
+    #: (deep-copied): written into :meth:`state_dict`'s groups and dropped from a loaded one.
+    PACKAGE_KEYS: Mapping[str, Any] = {}
 
     def _validate(self, group: Mapping[str, Any]) -> None:
         for key, default in self.DEFAULTS.get(self.flavor, {}).items():
@@ -329,6 +350,11 @@ class Optimizer(torch.optim.Optimizer):
         state.setdefault("_engine", None)
         super().__setstate__(state)
         for group in self.param_groups:  # a state dict from torch.optim lacks our keys
+            for name, ours in self.PACKAGE_NAMES.items():  # one from the package has its own
+                if name in group:
+                    group[ours] = group.pop(name)
+            for key in self.PACKAGE_KEYS:
+                group.pop(key, None)
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
         if self.counts_steps:  # a step count saved as a number (prodigyopt's), as torch's
@@ -340,6 +366,9 @@ class Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's format, plus ``"optimlab"``: the accumulation, skip and update counters."""
         state = super().state_dict()
+        for group in state["param_groups"]:  # new dicts (torch's), not the live groups
+            group.update({name: group[ours] for name, ours in self.PACKAGE_NAMES.items()})
+            group.update(copy.deepcopy(dict(self.PACKAGE_KEYS)))
         state["optimlab"] = {"micro_step": self._micro_step, "skipped_steps": self.skipped_steps,
                              "iterations": self.iterations}
         return state

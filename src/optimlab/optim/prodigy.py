@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, alias
 from .transforms import (
     NONNEGATIVE,
     UNIT,
@@ -239,6 +239,9 @@ class Prodigy(Optimizer):
                  "d_coef": 1.0, "growth_rate": math.inf, "slice_p": 1,
                  "d_numerator": 0.0, "k": 0}
     DEFAULTS = {"torch": _DEFAULTS, "keras": _DEFAULTS}
+    #: checkpoints both ways with the package (``state_dict`` has its keys)
+    PACKAGE_NAMES = {"decouple": "decoupled_weight_decay"}
+    PACKAGE_KEYS = {"fsdp_in_use": False}
 
     def __init__(self, params, lr: float | None = None,
                  betas: tuple[float, float] | None = None, beta3: float | None = None,
@@ -250,12 +253,7 @@ class Prodigy(Optimizer):
         if fsdp_in_use:
             raise ValueError("fsdp_in_use=True is not supported: Prodigy's estimate needs whole "
                              "tensors, and sharded (FSDP) parameters are refused; allowed: False")
-        if decouple is not None:
-            given = options.get("decoupled_weight_decay")
-            if given is not None and bool(given) != bool(decouple):
-                raise ValueError(f"decouple={decouple!r} and decoupled_weight_decay={given!r} "
-                                 f"disagree: they are the same option (give one of them)")
-            options["decoupled_weight_decay"] = decouple
+        alias(options, "decouple", decouple)
         super().__init__(params, lr=lr, betas=betas, beta3=beta3, eps=eps,
                          weight_decay=weight_decay, use_bias_correction=use_bias_correction,
                          safeguard_warmup=safeguard_warmup, d0=d0, d_coef=d_coef,
