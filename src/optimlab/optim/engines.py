@@ -761,7 +761,7 @@ def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain,
             kind: str) -> Callable:
     kernel = _KERNELS.get((key, flags, dtype, kind))
     if kernel is None:
-        kernel = _KERNELS[(key, flags, dtype, kind)] = _compile(chain, dict(flags), dtype, kind)
+        kernel = _KERNELS[(key, flags, dtype, kind)] = _Kernel(chain, dict(flags), dtype, kind)
     return kernel
 
 
@@ -771,57 +771,144 @@ def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain,
 KERNEL_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
 
 
-def _compile(chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None,
-             kind: str) -> Callable:
-    _raise_recompile_limits()
+class _Kernel:
+    """The compiled kernel of one chain, flag set, state dtype and kind, called with a key
+    (see :meth:`__call__`), or, once torch.compile has failed to generate code for this chain
+    (a compiler bug; it fails before running anything), the same function eager, announced
+    once. Inductor's CPU backend in torch 2.13 cannot compile LARS's step over stacks of two
+    or more same-shaped matrices (``KeyError: 'bufN'``, an outer-loop fusion of a per-tensor
+    scalar with in-place updates; pytorch/pytorch#196570); such stacks no longer reach the
+    kernel (:meth:`CompiledEngine._compiles`).
 
-    def update(pieces, scalars, values, coefficients):
-        hp = Hyper(values, flags)
-        scales = [apply_update(chain, param, grad, {**buffers, **scalars}, hp, coefficients,
-                               dtype) for param, grad, buffers in pieces]
-        # returned, so that Inductor computes the step size once, before the loops: inlined,
-        # it is recomputed in every iteration (the C++ compiler cannot hoist arithmetic on a
-        # kernel's scalar inputs, which might alias its outputs)
-        return [scale for scale in scales if scale is not None]
+    Dynamo's entry into a compiled function checks its guards on every input (dtype, device,
+    shape, the structure of the arguments) before running the graph: ~50 µs a call when the
+    interpreter's data are in cache, ~500 µs after a kernel that streamed a few MiB through
+    the caches (measured with 16 pieces of 256K float32 elements: 2.73 ms a call through
+    Dynamo against 2.42 ms calling the graph). So the graph is also called directly: a call's
+    ``key`` holds everything those guards read that the engine does not fix by construction
+    (the shapes and strides of parameters and gradients, the dtypes, the device, the default
+    dtype, the boolean coefficients); the first call of a key goes through Dynamo, which
+    picks (or compiles) the graph, and the later ones call that graph with the arguments its
+    placeholders name. That needs the traced function to be one graph (``fullgraph=True``),
+    so that the graph is the whole call (its only effects the in-place updates of its inputs);
+    a chain that breaks the graph on purpose (Keras' float32 roundings of float64 operands,
+    ``transforms._eagerly``) is compiled again without, and always called through Dynamo.
+    """
 
-    def reduce(pieces, scalars, values, coefficients):
-        hp = Hyper(values, flags)
-        shares = []
-        for param, grad, buffers in pieces:
-            p, g = preprocess(param, grad, hp, dtype, chain)
-            shares.append(chain.reduce(g, {**buffers, **scalars}, p, hp))
-        return shares
+    def __init__(self, chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None,
+                 kind: str):
+        _raise_recompile_limits()
 
-    fused = update if kind == "update" else reduce
-    compiled = torch.compile(fused, dynamic=True, options=KERNEL_OPTIONS)
-    failed: list[str] = []
+        def update(pieces, scalars, values, coefficients):
+            hp = Hyper(values, flags)
+            scales = [apply_update(chain, param, grad, {**buffers, **scalars}, hp,
+                                   coefficients, dtype) for param, grad, buffers in pieces]
+            # returned, so that Inductor computes the step size once, before the loops:
+            # inlined, it is recomputed in every iteration (the C++ compiler cannot hoist
+            # arithmetic on a kernel's scalar inputs, which might alias its outputs)
+            return [scale for scale in scales if scale is not None]
 
-    def kernel(*args):
-        """The compiled kernel, or, once torch.compile has failed to generate code for this
-        chain (a compiler bug; it fails before running anything), the same function eager,
-        announced once. Inductor's CPU backend in torch 2.13 cannot compile LARS's step over
-        stacks of two or more same-shaped matrices (``KeyError: 'bufN'``, an outer-loop
-        fusion of a per-tensor scalar with in-place updates; pytorch/pytorch#196570); such
-        stacks no longer reach the kernel (:meth:`CompiledEngine._compiles`)."""
-        if not failed:
+        def reduce(pieces, scalars, values, coefficients):
+            hp = Hyper(values, flags)
+            shares = []
+            for param, grad, buffers in pieces:
+                p, g = preprocess(param, grad, hp, dtype, chain)
+                shares.append(chain.reduce(g, {**buffers, **scalars}, p, hp))
+            return shares
+
+        self.chain, self.kind = chain, kind
+        self.fused = update if kind == "update" else reduce
+        self.compiled = torch.compile(self.fused, dynamic=True, fullgraph=True,
+                                      backend=self._backend)
+        self.whole = True  # the traced function is one graph
+        self.failed: list[str] = []
+        self.graphs: dict[tuple, Callable] = {}  # key → the graph its calls run
+        self.ran: list[tuple] = []  # (graph, its arguments' maker, what Dynamo passed it)
+
+    def _backend(self, gm, example_inputs):
+        """Inductor (with :data:`KERNEL_OPTIONS`), and the graph's direct call: its arguments
+        from the call's, by the names Dynamo gave its placeholders (``L['pieces'][0][1]``, a
+        size ``L['pieces'][0][1].size()[0]``); None if one is not such an expression."""
+        from torch._inductor.compile_fx import compile_fx
+
+        graph = compile_fx(gm, example_inputs, config_patches=KERNEL_OPTIONS)
+        names = [node.meta["grapharg"].source.name
+                 for node in gm.graph.find_nodes(op="placeholder")]
+        arguments = None
+        if all(name.startswith("L[") for name in names):
+            arguments = eval("lambda L: (" + "".join(f"{n}, " for n in names) + ")")  # noqa: S307
+
+        def run(*args):
+            self.ran.append((graph, arguments, args))
+            return graph(*args)
+        return run
+
+    def _direct(self, args: tuple) -> Callable | None:
+        """The graph the call just made through Dynamo ran, as a direct call, if it ran one
+        graph, of the whole call, whose arguments the placeholders' names give: the same
+        objects Dynamo passed it (checked)."""
+        if not self.whole or self.kind != "update" or len(self.ran) != 1:
+            return None
+        graph, arguments, passed = self.ran[0]
+        if arguments is None:
+            return None
+        names = ("pieces", "scalars", "values", "coefficients")
+        made = arguments(dict(zip(names, args, strict=True)))
+        if len(made) != len(passed) or not all(
+                a is b if isinstance(b, Tensor) else a == b
+                for a, b in zip(made, passed, strict=True)):
+            return None
+
+        def direct(*args):
+            return graph(*arguments(dict(zip(names, args, strict=True))))
+        return direct
+
+    def __call__(self, key: tuple | None, *args):
+        """The kernel on ``args`` (pieces, scalars, values, coefficients). ``key``: see the
+        class docstring; None never calls the graph directly."""
+        if not self.failed:
+            graph = self.graphs.get(key)
+            if graph is not None:
+                return graph(*args)
             import torch._dynamo.exc
 
+            self.ran = []
             try:
-                return compiled(*args)
-            except torch._dynamo.exc.BackendCompilerFailed as error:
+                try:
+                    out = self.compiled(*args)
+                except torch._dynamo.exc.Unsupported:  # a graph break (raised before running)
+                    if not self.whole:
+                        raise
+                    self.whole = False
+                    self.compiled = torch.compile(self.fused, dynamic=True,
+                                                  backend=self._backend)
+                    out = self.compiled(*args)
+            except (torch._dynamo.exc.BackendCompilerFailed,
+                    torch._dynamo.exc.Unsupported) as error:
                 reason = str(error).strip().splitlines()[0]
-                failed.append(reason)
-                warnings.warn(f"torch.compile failed on the step of {chain!r} ({reason}); "
-                              f"it runs eager", stacklevel=2)
+                self.failed.append(reason)
+                warnings.warn(f"torch.compile failed on the step of {self.chain!r} ({reason}); "
+                              f"it runs eager", stacklevel=3)
             except torch._dynamo.exc.TorchRuntimeError:
                 # the step itself fails while being traced (an error torch raises on these
                 # inputs; the known one, state of another dtype, never reaches the kernel:
                 # CompiledEngine._fuses): run it eager, so that the user gets torch's own
                 # error, not the tracer's wrapping of it
                 pass
-        return fused(*args)
+            else:
+                direct = self._direct(args) if key is not None else None
+                self.ran = []
+                if direct is not None:
+                    if len(self.graphs) >= MAX_KEYS:
+                        self.graphs.clear()
+                    self.graphs[key] = direct
+                return out
+        return self.fused(*args)
 
-    return kernel
+
+#: keys of direct calls a kernel remembers (a model's calls have a few; a model whose shapes
+#: change at every step would otherwise grow the table without bound)
+MAX_KEYS = 4096
 
 
 @functools.cache
@@ -915,6 +1002,11 @@ class CompiledEngine(PackedEngine):
                          for k, v in d.items()} for i, d in enumerate(c)]
         values = {k: numbers[k] for k in values}
         padding = self._padding(signature[1:], first)  # the same dummies for both kinds
+        # what the kernel's guards read that is the same for every call of this cohort (see
+        # _Kernel; the buffers are the engine's, contiguous, shaped by their parameter's shape)
+        fixed = (signature, first.device, torch.get_default_dtype(), tuple(values),
+                 tuple((k, v) if isinstance(v, bool) else k for d in c for k, v in d.items()),
+                 tuple((k, v.dtype) for k, v in scalars.items()))
         batch: list[tuple] = []
 
         def call(write_back: Callable[[], None] | None) -> None:
@@ -922,7 +1014,9 @@ class CompiledEngine(PackedEngine):
             gathered pack written back (an update) or the real pieces' shares added to
             ``totals`` (a reduction)."""
             width = min(SLOTS, 1 << (len(batch) - 1).bit_length())
-            out = kernel(batch + padding[len(batch):width], scalars, values, coefficients)
+            key = (fixed, width, *[(p.shape, p.stride(), g.shape, g.stride())
+                                   for p, g, _ in batch])
+            out = kernel(key, batch + padding[len(batch):width], scalars, values, coefficients)
             if totals is not None:
                 for shares in out[:len(batch)]:
                     add_totals(totals, shares)
