@@ -439,3 +439,30 @@ def test_a_step_that_fails_while_traced_raises_torchs_own_error(caplog):
         errors[engine] = (type(caught.value), str(caught.value))
     assert errors["compiled"] == errors["reference"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_direct_calls_follow_the_gradients_layout():
+    """After its first call of a key, a compiled kernel's graph is called directly (no Dynamo
+    guards); a gradient of another layout (channels_last) is another key, which goes through
+    Dynamo first: LAMB, a chain of whole tensors, on a large 4-D parameter (a stack of one,
+    whose gradient's strides reach the kernel) and a matrix, equal to the reference engine at
+    every step before and after the change."""
+    torch.manual_seed(0)
+    shapes = [(8, 16, 16, 20), (200, 200)]
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = oo.Lamb(ours, lr=0.01, weight_decay=0.1, engine="compiled")
+    ref = oo.Lamb(theirs, lr=0.01, weight_decay=0.1, engine="reference")
+    keys = []
+    for step in range(6):
+        for p, q in zip(ours, theirs, strict=True):
+            g = torch.randn_like(p)
+            if step >= 3 and g.dim() == 4:
+                g = g.contiguous(memory_format=torch.channels_last)
+            p.grad, q.grad = g, g.clone()
+        opt.step()
+        ref.step()
+        assert relative_error(flat(ours), flat(theirs)) <= 1e-12, f"step {step}"
+        keys.append(sum(len(k.graphs) for k in opt._engine.kernels.values()))
+    assert not ours[0].grad.is_contiguous()
+    assert keys[0] == keys[2] >= 1 and keys[3] == keys[5] > keys[2]

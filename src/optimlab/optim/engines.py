@@ -940,6 +940,7 @@ class CompiledEngine(PackedEngine):
         self.kernels: dict[tuple, Callable] = {}
         self.numbers: dict[str, Tensor] = {}
         self.padding: dict[tuple, tuple] = {}
+        self.schedules: dict[tuple, tuple] = {}
 
     def _tensors(self, numbers: dict[str, Any]) -> dict[str, Tensor]:
         """Numbers as 0-d float64 tensors, reused step to step (a new value never recompiles)."""
@@ -977,65 +978,90 @@ class CompiledEngine(PackedEngine):
         call: the update (a gathered pack written back), or the reduction's first pass (its
         shares summed into ``totals``; the parameters are not changed). The packs the kernel
         does not take run as in eager."""
-        fused = self._fuses(packs, hp)
-        compiled, eager = [], []
-        for pack in packs:
-            (compiled if fused and self._compiles(pack) else eager).append(pack)
+        values, flags = Hyper.split(hp.values, self.optimizer.chain.integers)
+        compiled, eager, kernel, padding, signature = self._schedule(kind, packs, hp, flags)
         if eager and kind == "update":
             super().run(eager, hp, c, scalars)
         elif eager:
             super().reduce(eager, hp, scalars, totals)
         if not compiled:
             return
-        opt = self.optimizer
-        values, flags = Hyper.split(hp.values, opt.chain.integers)
-        first = compiled[0]
-        signature = (kind, tuple(sorted(flags.items())), first.dtype, first.device.type,
-                     tuple((k, v.dtype) for k, v in first.buffers.items()))
-        kernel = self.kernels.get(signature)
-        if kernel is None:
-            kernel = self.kernels[signature] = _fused_step(opt.chain, flags, opt.state_dtype,
-                                                           kind)
         numbers = self._tensors({**values, **{f"{i}.{k}": v for i, d in enumerate(c)
                                               for k, v in d.items() if not isinstance(v, bool)}})
         coefficients = [{k: v if isinstance(v, bool) else numbers[f"{i}.{k}"]
                          for k, v in d.items()} for i, d in enumerate(c)]
         values = {k: numbers[k] for k in values}
-        padding = self._padding(signature[1:], first)  # the same dummies for both kinds
         # what the kernel's guards read that is the same for every call of this cohort (see
-        # _Kernel; the buffers are the engine's, contiguous, shaped by their parameter's shape)
-        fixed = (signature, first.device, torch.get_default_dtype(), tuple(values),
+        # _Kernel): the buffers are the engine's, contiguous, shaped by their parameter's
+        # shape; a 1-D pack's operands are contiguous, of its size
+        fixed = (signature, compiled[0].device, torch.get_default_dtype(), tuple(values),
                  tuple((k, v) if isinstance(v, bool) else k for d in c for k, v in d.items()),
                  tuple((k, v.dtype) for k, v in scalars.items()))
         batch: list[tuple] = []
+        shapes: list = []
 
         def call(write_back: Callable[[], None] | None) -> None:
             """The kernel on the batch, padded with dummies to a power of two; then a
             gathered pack written back (an update) or the real pieces' shares added to
             ``totals`` (a reduction)."""
             width = min(SLOTS, 1 << (len(batch) - 1).bit_length())
-            key = (fixed, width, *[(p.shape, p.stride(), g.shape, g.stride())
-                                   for p, g, _ in batch])
-            out = kernel(key, batch + padding[len(batch):width], scalars, values, coefficients)
+            out = kernel((fixed, width, *shapes), batch + padding[len(batch):width], scalars,
+                         values, coefficients)
             if totals is not None:
                 for shares in out[:len(batch)]:
                     add_totals(totals, shares)
             elif write_back is not None:
                 write_back()
             batch.clear()
+            shapes.clear()
 
-        for pack in compiled:
+        views: list[tuple] = []  # packs whose operands are views: called after the others
+        for pack in compiled:  # a pack is one piece: the compiled engines do not slice
             param, grad, write_back = pack.operands(self.scratch)
-            # a gathered pack (one piece) ends its call, so that its copy is still in cache
-            # when the kernel reads it and when it is written back (gathering up to SLOTS
-            # packs before one call made SGD's step on 2,000 tensors of 1K-10K elements 1.25x
+            shape = (param.shape, param.stride(), grad.stride()) if pack.stacked else pack.n
+            if write_back is None:
+                views.append(((param, grad, pack.buffers), shape))
+                continue
+            # a gathered pack is a call of its own, so that its copy is still in cache when
+            # the kernel reads it and when it is written back (gathering up to SLOTS packs
+            # before one call made SGD's step on 2,000 tensors of 1K-10K elements 1.25x
             # slower, Adam's 1.13x)
-            for piece in self.pieces(pack, param, grad):
+            batch.append((param, grad, pack.buffers))
+            shapes.append(shape)
+            call(write_back)
+        # the views' calls one after the other, their operands made before the first: the
+        # Python between two calls finds its data evicted by the kernel before it
+        for start in range(0, len(views), SLOTS):
+            for piece, shape in views[start:start + SLOTS]:
                 batch.append(piece)
-                if len(batch) == SLOTS or write_back is not None:
-                    call(write_back)
-        if batch:
+                shapes.append(shape)
             call(None)
+
+    def _schedule(self, kind: str, packs: list[Pack], hp: Hyper, flags: dict) -> tuple:
+        """(the packs the kernel takes, the others, the kernel, its padding, its signature)
+        for a cohort's packs, made once per plan, kind and flag set."""
+        fused = self._fuses(packs, hp)
+        key = (kind, id(packs), tuple(sorted(flags.items())), fused)
+        made = self.schedules.get(key)
+        if made is not None and made[0] is packs:
+            return made[1]
+        compiled, eager = [], []
+        for pack in packs:
+            (compiled if fused and self._compiles(pack) else eager).append(pack)
+        kernel = padding = signature = None
+        if compiled:
+            opt, first = self.optimizer, compiled[0]
+            signature = (kind, key[2], first.dtype, first.device.type,
+                         tuple((k, v.dtype) for k, v in first.buffers.items()))
+            kernel = self.kernels.get(signature)
+            if kernel is None:
+                kernel = self.kernels[signature] = _fused_step(opt.chain, flags,
+                                                               opt.state_dtype, kind)
+            padding = self._padding(signature[1:], first)  # the same dummies for both kinds
+        if len(self.schedules) >= MAX_KEYS:  # plans remade many times
+            self.schedules.clear()
+        self.schedules[key] = (packs, (compiled, eager, kernel, padding, signature))
+        return compiled, eager, kernel, padding, signature
 
     @staticmethod
     def _compiles(pack: Pack) -> bool:
