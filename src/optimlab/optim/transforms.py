@@ -1472,6 +1472,8 @@ def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dt
     x = x.to(x.dtype if dtype is None else dtype, copy=True)
     if batched or x.dim() == 2:
         return _iterate(x, *numbers)
+    if len(x) == 1:  # a stack of one large matrix: no copy into a new stack
+        return _iterate(x[0], *numbers).unsqueeze(0)
     return torch.stack([_iterate(m, *numbers) for m in x])
 
 
