@@ -24,6 +24,7 @@ from .transforms import (
     NormalizeRms,
     Transform,
     hyper,
+    outside_graphs,
 )
 
 __all__ = ["ShampooEigenbasis", "SOAP"]
@@ -172,7 +173,7 @@ class ShampooEigenbasis(Transform):
         return buffers
 
     # ---------------------------------------------------------------------------- the math
-    @torch._disable_dynamo  # lazy: see transforms._eagerly
+    @outside_graphs
     def _project(self, x: Tensor, s, hp, dims, backward: bool = False) -> Tensor:
         """Each tensor of the stack ``x`` into the eigenbasis (or back), as the reference's
         ``project``: a ``tensordot`` per dimension (a permutation for an unpreconditioned one),
@@ -189,7 +190,7 @@ class ShampooEigenbasis(Transform):
         # a stack of one (a large tensor) as a view: the products made it, nothing aliases it
         return out[0].unsqueeze(0) if len(out) == 1 else torch.stack(out)
 
-    @torch._disable_dynamo  # lazy: see transforms._eagerly
+    @outside_graphs
     def _accumulate(self, g: Tensor, s, hp, dims) -> None:
         """L_k ← β_s L_k + (1 − β_s) G_(k) G_(k)ᵀ for every preconditioned dimension."""
         beta = hp.get("shampoo_beta")
@@ -204,7 +205,7 @@ class ShampooEigenbasis(Transform):
                     outer = torch.tensordot(y, y, dims=[others, others])
                 s[f"GG.{k}"][b].lerp_(outer, weight)
 
-    @torch._disable_dynamo  # lazy: see transforms._eagerly
+    @outside_graphs
     def warmup(self, g, s, p, hp):
         _, dims = self._working(tuple(g.shape[1:]), hp)
         self._accumulate(g, s, hp, dims)
@@ -235,7 +236,7 @@ class ShampooEigenbasis(Transform):
             self._refresh(s, hp, dims, u.shape)
         return out
 
-    @torch._disable_dynamo  # lazy: see transforms._eagerly
+    @outside_graphs
     def _refresh(self, s, hp, dims, shape) -> None:
         """One step of power iteration per dimension, as the reference's
         ``get_orthogonal_matrix_qr``; the inner buffers permuted with the eigenvalues' order."""

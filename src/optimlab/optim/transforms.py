@@ -50,6 +50,7 @@ p ← p − v), which differ as soon as η changes during training.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, MutableMapping, Sequence
@@ -1827,11 +1828,25 @@ class FactoredAdapt(Transform):
         return u * estimate.clamp_(min=c["eps_square"]).rsqrt_()
 
 
-# torch.optim's own lazy form of ``torch.compiler.disable``, which imports torch._dynamo at
-# once: about 2 s of every ``import optimlab``, also where no optimizer is built (the command
-# line, the launcher of ``optimlab train --nproc-per-node``); this one imports it at the first
-# call (torch.optim itself imports it when an optimizer takes its first param group)
-@torch._disable_dynamo
+def outside_graphs(function: Callable) -> Callable:
+    """``function`` run outside any ``torch.compile`` graph (where Dynamo meets it, the graph
+    breaks), at no cost outside one. ``torch.compiler.disable`` imports torch._dynamo at once:
+    about 2 s of every ``import optimlab``, also where no optimizer is built (the command line,
+    the launcher of ``optimlab train --nproc-per-node``); torch.optim's own lazy form,
+    ``torch._disable_dynamo``, imports it at the first call, but costs ~25 µs every call (it
+    swaps Dynamo's frame callback), hundreds of times a step in SOAP. This calls the function
+    itself unless Dynamo is tracing, where ``torch.compiler.is_compiling()`` is True."""
+    disabled = torch._disable_dynamo(function)
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return disabled(*args, **kwargs)
+        return function(*args, **kwargs)
+    return call
+
+
+@outside_graphs
 def _eagerly(function, *args):
     """``function(*args)`` outside any ``torch.compile`` graph: a fused kernel computes a
     float32 mean in another order than eager torch, so the float32 roundings that reproduce
