@@ -440,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lrs", type=_lr_grid, default=list(DEFAULT_LRS),
                    help="comma-separated learning-rate grid (default: 1e-4 … 3.16, ×√10)")
     p.add_argument("--tuner", choices=("grid", "tpe"), default="grid",
-                   help="learning rates from the --lrs grid, or as many proposed by Optuna's "
-                        "TPE within its range (in memory)")
+                   help="learning rates from the --lrs grid, or as many within its range: a "
+                        "third evenly spread, the rest proposed by Optuna's TPE (in memory)")
     p.add_argument("--flavor", choices=optim.FLAVORS, default="torch")
     p.add_argument("--target", type=float, default=1e-4,
                    help="loss that counts as reached on the surfaces")
