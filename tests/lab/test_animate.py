@@ -37,3 +37,14 @@ def test_good_learning_rate_converges_and_large_diverges():
     good = trajectory(lambda t: 0.5 * a * t[0] ** 2, (2.5,), "sgd", 1 / a, 5)
     large = trajectory(lambda t: 0.5 * a * t[0] ** 2, (2.5,), "sgd", 2.1 / a, 20)
     assert good[-1].abs() < 1e-12 and large[-1].abs() > torch.tensor(2.5) * 5
+
+
+def test_the_note_of_optimizers_left_out_is_one_clause_each():
+    """An animation's footnote names each optimizer left out with the first clause of its
+    reason (one line at the figure's width; Muon's reason goes on about param groups)."""
+    from optimlab.lab.animate import _applicable
+
+    kept, note = _applicable(["adam", "muon"], [1.0, 2.0])
+    assert kept == ["adam"]
+    assert note.startswith("not applicable to a vector of 2 numbers: muon (Muon only supports")
+    assert "param group" not in note and len(note) < 160

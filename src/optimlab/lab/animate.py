@@ -56,7 +56,9 @@ def _applicable(optimizers: Sequence[str], start: Sequence[float]
     """The optimizers that apply to a vector like ``start``, and a note naming the others."""
     theta = [torch.tensor(list(start), dtype=torch.float64)]
     reasons = {name: not_applicable(name, theta) for name in optimizers}
-    skipped = [f"{name} ({why})" for name, why in reasons.items() if why is not None]
+    # the reason's first clause (Muon's goes on to say how to build its param groups)
+    skipped = [f"{name} ({why.split(':')[0]})" for name, why in reasons.items()
+               if why is not None]
     note = f"not applicable to a vector of {len(start)} numbers: {'; '.join(skipped)}" \
         if skipped else ""
     return [name for name, why in reasons.items() if why is None], note
@@ -87,8 +89,8 @@ def _animate(f, bounds, paths: dict[str, Tensor], path: str, title: str, frames:
     ax.set_xlabel(f"{labels[0]} (dimensionless)")
     ax.set_ylabel(f"{labels[1]} (dimensionless)")
     if note:
-        fig.text(0.01, 0.005, note, fontsize=6, wrap=True, va="bottom")
-        fig.subplots_adjust(bottom=0.16)
+        fig.text(0.01, 0.01, note, fontsize=6, wrap=True, va="bottom")
+        fig.subplots_adjust(bottom=0.2)  # the axis label clear of the note
     lines = {}
     for (name, points), color in zip(paths.items(), COLORS, strict=False):
         (line,) = ax.plot([], [], "-o", color=color, markersize=2, linewidth=1.2, label=name,
