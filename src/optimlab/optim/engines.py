@@ -10,7 +10,8 @@ in every engine, only the granularity differs.
   compilation serves every model); a fused kernel reads each element once, so it needs no
   cache-sized slices. A gathered pack ends its call (its copy is still in cache).
   Hyper-parameters and per-step coefficients enter as 0-d tensors, so a schedule never
-  recompiles. A global reduction's first pass (Prodigy's sums) is a second kernel of the
+  recompiles; after the first call of a key (shapes, strides, dtypes, flags) the graph is
+  called directly, without Dynamo's guard checks (:class:`_Kernel`). A global reduction's first pass (Prodigy's sums) is a second kernel of the
   same kind, returning each piece's shares. For a chain of whole tensors only large tensors
   (stacks of one) are compiled; stacks of several small ones run as in ``eager``. Param groups
   whose chain does matrix work (Muon, SOAP: ``Transform.fuses``) run as in ``eager``.
