@@ -466,3 +466,33 @@ def test_direct_calls_follow_the_gradients_layout():
         keys.append(sum(len(k.graphs) for k in opt._engine.kernels.values()))
     assert not ours[0].grad.is_contiguous()
     assert keys[0] == keys[2] >= 1 and keys[3] == keys[5] > keys[2]
+
+
+def test_a_kernel_past_dynamos_recompile_limit_still_steps(monkeypatch):
+    """Dynamo's recompile limit reached (every chain's kernel is one code object, so a process
+    with many optimizers may reach it): the step is still taken, equal to the reference engine,
+    where ``fullgraph`` would raise. A chain of this test only."""
+    import torch._dynamo
+
+    from optimlab.optim import transforms as T
+
+    def build(count, engine):
+        torch.manual_seed(count)
+        side = int(engines.SINGLE ** 0.5) + 1  # each parameter a piece of its own
+        params = [torch.nn.Parameter(torch.randn(side, side)) for _ in range(count)]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        return params, oo.Optimizer(params, [T.Adapt("ema", "alpha", name="past_the_limit"),
+                                             T.LearningRate()], lr=0.01, alpha=0.9, eps=1e-8,
+                                    engine=engine)
+
+    params, opt = build(1, "compiled")
+    opt.step()  # one graph of the code object compiled
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(torch._dynamo.config, "accumulated_recompile_limit", 1)
+    for _ in range(2):
+        ours, opt = build(3, "compiled")  # three pieces: another graph, past the limit
+        theirs, ref = build(3, "reference")
+        opt.step()
+        ref.step()
+        assert relative_error(flat(ours), flat(theirs)) <= 1e-12

@@ -11,8 +11,9 @@ in every engine, only the granularity differs.
   cache-sized slices. A gathered pack ends its call (its copy is still in cache).
   Hyper-parameters and per-step coefficients enter as 0-d tensors, so a schedule never
   recompiles; after the first call of a key (shapes, strides, dtypes, flags) the graph is
-  called directly, without Dynamo's guard checks (:class:`_Kernel`). A global reduction's first pass (Prodigy's sums) is a second kernel of the
-  same kind, returning each piece's shares. For a chain of whole tensors only large tensors
+  called directly, without Dynamo's guard checks (:class:`_Kernel`). A global reduction's
+  first pass (Prodigy's sums) is a second kernel of the same kind, returning each piece's
+  shares. For a chain of whole tensors only large tensors
   (stacks of one) are compiled; stacks of several small ones run as in ``eager``. Param groups
   whose chain does matrix work (Muon, SOAP: ``Transform.fuses``) run as in ``eager``.
 * ``flat``, ``flat-compiled`` (explicit opt-in): as ``eager``/``compiled``, but the parameters
@@ -793,7 +794,9 @@ class _Kernel:
     placeholders name. That needs the traced function to be one graph (``fullgraph=True``),
     so that the graph is the whole call (its only effects the in-place updates of its inputs);
     a chain that breaks the graph on purpose (Keras' float32 roundings of float64 operands,
-    ``transforms._eagerly``) is compiled again without, and always called through Dynamo.
+    ``transforms._eagerly``) is compiled again without, and always called through Dynamo;
+    so is a kernel once Dynamo's recompile limit is reached (which ``fullgraph`` turns into an
+    error), whose calls Dynamo then runs with the graphs it has or eager.
     """
 
     def __init__(self, chain: Chain, flags: dict[str, bool], dtype: torch.dtype | None,
@@ -877,7 +880,8 @@ class _Kernel:
             try:
                 try:
                     out = self.compiled(*args)
-                except torch._dynamo.exc.Unsupported:  # a graph break (raised before running)
+                except (torch._dynamo.exc.Unsupported,  # a graph break (before running)
+                        torch._dynamo.exc.FailOnRecompileLimitHit):  # as fullgraph reports it
                     if not self.whole:
                         raise
                     self.whole = False
