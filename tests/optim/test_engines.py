@@ -468,7 +468,7 @@ def test_direct_calls_follow_the_gradients_layout():
     assert keys[0] == keys[2] >= 1 and keys[3] == keys[5] > keys[2]
 
 
-def test_a_kernel_past_dynamos_recompile_limit_still_steps(monkeypatch):
+def test_a_kernel_past_dynamos_recompile_limit_still_steps():
     """Dynamo's recompile limit reached (every chain's kernel is one code object, so a process
     with many optimizers may reach it): the step is still taken, equal to the reference engine,
     where ``fullgraph`` would raise. A chain of this test only."""
@@ -488,11 +488,10 @@ def test_a_kernel_past_dynamos_recompile_limit_still_steps(monkeypatch):
 
     params, opt = build(1, "compiled")
     opt.step()  # one graph of the code object compiled
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    monkeypatch.setattr(torch._dynamo.config, "accumulated_recompile_limit", 1)
-    for _ in range(2):
-        ours, opt = build(3, "compiled")  # three pieces: another graph, past the limit
-        theirs, ref = build(3, "reference")
-        opt.step()
-        ref.step()
-        assert relative_error(flat(ours), flat(theirs)) <= 1e-12
+    with torch._dynamo.config.patch(recompile_limit=1, accumulated_recompile_limit=1):
+        for _ in range(2):
+            ours, opt = build(3, "compiled")  # three pieces: another graph, past the limit
+            theirs, ref = build(3, "reference")
+            opt.step()
+            ref.step()
+            assert relative_error(flat(ours), flat(theirs)) <= 1e-12

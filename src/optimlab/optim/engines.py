@@ -41,11 +41,13 @@ from __future__ import annotations
 import collections
 import ctypes
 import functools
+import itertools
 import math
 import operator
 import os
 import shutil
 import sys
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -730,9 +732,9 @@ def keep_freed_memory() -> bool:
                 and libc.mallopt(m_mmap_threshold, 32 << 20))
 
 
-#: every optimizer, flag set and dtype is one more specialisation of the same ``fused`` code
-#: object; Dynamo's default of 8 per code object would silently fall back to eager after the
-#: eighth. Raised once, process-wide, the first time a compiled engine compiles.
+#: a kernel's graphs: one per call width (1, 2, 4, 8, 16) and, for stacks, per shape (the
+#: dummies' shapes are static); Dynamo's default of 8 per code object would fall back to eager
+#: after the eighth. Raised once, process-wide, the first time a compiled engine compiles.
 RECOMPILE_LIMIT = 256
 
 
@@ -821,7 +823,11 @@ class _Kernel:
             return shares
 
         self.chain, self.kind = chain, kind
-        self.fused = update if kind == "update" else reduce
+        fused = update if kind == "update" else reduce
+        # a code object of its own: Dynamo keeps graphs, counts recompilations and gives up on
+        # a function (its recompile limit) per code object, which every kernel would share
+        code = fused.__code__.replace(co_name=f"{fused.__name__}_{next(_KERNEL_COUNT)}")
+        self.fused = types.FunctionType(code, fused.__globals__, None, None, fused.__closure__)
         self.compiled = torch.compile(self.fused, dynamic=True, fullgraph=True,
                                       backend=self._backend)
         self.whole = True  # the traced function is one graph
@@ -910,6 +916,8 @@ class _Kernel:
                 return out
         return self.fused(*args)
 
+
+_KERNEL_COUNT = itertools.count()
 
 #: keys of direct calls a kernel remembers (a model's calls have a few; a model whose shapes
 #: change at every step would otherwise grow the table without bound)
