@@ -853,13 +853,13 @@ class _Kernel:
             return graph(*args)
         return run
 
-    def _direct(self, args: tuple) -> Callable | None:
+    def _direct(self, args: tuple, ran: list[tuple]) -> Callable | None:
         """The graph the call just made through Dynamo ran, as a direct call, if it ran one
         graph, of the whole call, whose arguments the placeholders' names give: the same
         objects Dynamo passed it (checked)."""
-        if not self.whole or self.kind != "update" or len(self.ran) != 1:
+        if not self.whole or self.kind != "update" or len(ran) != 1:
             return None
-        graph, arguments, passed = self.ran[0]
+        graph, arguments, passed = ran[0]
         if arguments is None:
             return None
         names = ("pieces", "scalars", "values", "coefficients")
@@ -882,7 +882,7 @@ class _Kernel:
                 return graph(*args)
             import torch._dynamo.exc
 
-            self.ran = []
+            self.ran = ran = []
             try:
                 try:
                     out = self.compiled(*args)
@@ -907,13 +907,14 @@ class _Kernel:
                 # error, not the tracer's wrapping of it
                 pass
             else:
-                direct = self._direct(args) if key is not None else None
-                self.ran = []
+                direct = self._direct(args, ran) if key is not None else None
                 if direct is not None:
                     if len(self.graphs) >= MAX_KEYS:
                         self.graphs.clear()
                     self.graphs[key] = direct
                 return out
+            finally:
+                self.ran = []  # nor the call's tensors kept alive
         return self.fused(*args)
 
 
