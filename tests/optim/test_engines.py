@@ -495,3 +495,32 @@ def test_a_kernel_past_dynamos_recompile_limit_still_steps():
             opt.step()
             ref.step()
             assert relative_error(flat(ours), flat(theirs)) <= 1e-12
+
+
+def test_compiled_engine_sees_every_change_of_a_hyperparameter():
+    """The compiled kernel's numbers are written only when they change: a learning rate that a
+    scheduler changes every step, betas changed once mid-run and a weight decay set back to
+    its first value are all seen, equal to the reference engine at every step."""
+    torch.manual_seed(0)
+    start = [torch.randn(200, 200), torch.randn(300)]
+    runs = {}
+    for engine in ("compiled", "reference"):
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = oo.AdamW(params, lr=1e-2, weight_decay=0.1, engine=engine)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-2, total_steps=20)
+        gen = torch.Generator().manual_seed(1)
+        trajectory = []
+        for t in range(20):
+            if t == 8:
+                opt.param_groups[0]["betas"] = (0.8, 0.99)
+                opt.param_groups[0]["weight_decay"] = 0.3
+            if t == 14:
+                opt.param_groups[0]["weight_decay"] = 0.1
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+            schedule.step()
+            trajectory.append(flat(params).clone())
+        runs[engine] = trajectory
+    for t, (a, b) in enumerate(zip(runs["compiled"], runs["reference"], strict=True)):
+        assert relative_error(a, b) <= 1e-12, f"step {t}"

@@ -952,20 +952,23 @@ class CompiledEngine(PackedEngine):
     def __init__(self, optimizer: Optimizer):
         super().__init__(optimizer)
         self.kernels: dict[tuple, Callable] = {}
-        self.numbers: dict[str, Tensor] = {}
+        self.numbers: dict[str, tuple[Tensor, float]] = {}  # name → (tensor, its value)
         self.padding: dict[tuple, tuple] = {}
         self.schedules: dict[tuple, tuple] = {}
 
     def _tensors(self, numbers: dict[str, Any]) -> dict[str, Tensor]:
-        """Numbers as 0-d float64 tensors, reused step to step (a new value never recompiles)."""
+        """Numbers as 0-d float64 tensors, reused step to step (a new value never recompiles),
+        each written only when its value changed (most hyper-parameters never do)."""
         out = {}
         for name, value in numbers.items():
-            tensor = self.numbers.get(name)
-            if tensor is None:
-                tensor = self.numbers[name] = torch.tensor(float(value), dtype=torch.float64)
-            else:
-                tensor.fill_(float(value))
-            out[name] = tensor
+            value = float(value)
+            held = self.numbers.get(name)
+            if held is None:
+                held = self.numbers[name] = (torch.tensor(value, dtype=torch.float64), value)
+            elif held[1] != value or math.copysign(1, held[1]) != math.copysign(1, value):
+                held[0].fill_(value)  # (a NaN is always written: it equals nothing)
+                held = self.numbers[name] = (held[0], value)
+            out[name] = held[0]
         return out
 
     def run(self, packs: list[Pack], hp: Hyper, c: list, scalars: dict[str, Tensor]) -> None:

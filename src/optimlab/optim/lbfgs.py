@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .linesearch import strong_wolfe
 from .optimizer import Optimizer
-from .transforms import Chain, Interval, chain
+from .transforms import Chain, Interval, chain, outside_graphs
 
 __all__ = ["LBFGS", "LINE_SEARCHES"]
 
@@ -199,7 +199,7 @@ class LBFGS(Optimizer):
 
     # ----------------------------------------------------------------------------- step
     @torch.no_grad()
-    @torch._disable_dynamo  # outside any torch.compile graph, as Optimizer.step
+    @outside_graphs  # outside any torch.compile graph, as Optimizer.step
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
         """Run up to ``max_iter`` L-BFGS iterations; returns the loss of the first evaluation.
 

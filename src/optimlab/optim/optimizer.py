@@ -18,7 +18,16 @@ import torch
 from torch import Tensor
 
 from .engines import ENGINE_NAMES, init_state, make_engine, scalar_dtype
-from .transforms import Chain, Hyper, Interval, Transform, chain, check_tuple, hyper
+from .transforms import (
+    Chain,
+    Hyper,
+    Interval,
+    Transform,
+    chain,
+    check_tuple,
+    hyper,
+    outside_graphs,
+)
 
 __all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES", "needs_closure"]
 
@@ -431,7 +440,7 @@ class Optimizer(torch.optim.Optimizer):
 
     # --------------------------------------------------------------------------------- step
     @torch.no_grad()
-    @torch._disable_dynamo  # lazy torch.compiler.disable (see transforms._eagerly)
+    @outside_graphs
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one update (or one micro-step of gradient accumulation).
 
