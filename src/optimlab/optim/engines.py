@@ -862,16 +862,15 @@ class _Kernel:
         graph, arguments, passed = ran[0]
         if arguments is None:
             return None
-        names = ("pieces", "scalars", "values", "coefficients")
-        made = arguments(dict(zip(names, args, strict=True)))
+        def flat(args: tuple) -> tuple:  # the call's arguments by the traced function's names
+            return arguments(dict(zip(self.fused.__code__.co_varnames[:4], args, strict=True)))
+
+        made = flat(args)
         if len(made) != len(passed) or not all(
                 a is b if isinstance(b, Tensor) else a == b
                 for a, b in zip(made, passed, strict=True)):
             return None
-
-        def direct(*args):
-            return graph(*arguments(dict(zip(names, args, strict=True))))
-        return direct
+        return lambda *args: graph(*flat(args))
 
     def __call__(self, key: tuple | None, *args):
         """The kernel on ``args`` (pieces, scalars, values, coefficients). ``key``: see the
