@@ -270,8 +270,14 @@ def test_misspelled_keyword_raises_type_error_like_torch(name):
 
 
 def test_keyword_of_another_optimizer_raises_type_error():
-    with pytest.raises(TypeError, match="unexpected keyword argument 'momentum'"):
-        oo.Adam(_parameters(), momentum=0.9)
+    with pytest.raises(TypeError, match="argument 'momentum'; did you mean 'betas'"):
+        oo.Adam(_parameters(), momentum=0.9)  # Adam's momentum is betas[0], not Keras' EMA's
+    with pytest.raises(TypeError, match="argument 'learning_rate'; did you mean 'lr'"):
+        oo.SGD(_parameters(), learning_rate=0.1)
+    with pytest.raises(TypeError, match="argument 'beta_1'; did you mean 'betas'"):
+        oo.Adam(_parameters(), beta_1=0.9, flavor="keras")  # Keras' name; ours are torch's
+    with pytest.raises(TypeError, match="argument 'epsilon'; did you mean 'eps'"):
+        oo.RMSprop(_parameters(), epsilon=1e-7)
     with pytest.raises(TypeError, match="'weight_decy'; did you mean 'weight_decay'"):
         oo.AdamW(_parameters(), weight_decy=0.1)
     with pytest.raises(TypeError, match="'clip_norm'; did you mean 'clipnorm'"):

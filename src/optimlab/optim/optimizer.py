@@ -42,6 +42,12 @@ _COMMON = {"weight_decay": 0.0, "decoupled_weight_decay": False, "maximize": Fal
 _GROUP_RANGES = {"weight_decay": "[0, inf)"}
 #: the per-parameter state key of the exponential moving average of the weights (``use_ema``).
 EMA = "ema"
+#: Names of one option in other libraries' spellings (torch's, Keras', papers'): a keyword this
+#: optimizer does not take is pointed to the one of its group it takes (``Adam(momentum=...)``
+#: to ``betas``, ``SGD(learning_rate=...)`` to ``lr``) before any merely similar spelling.
+_SYNONYMS = (("lr", "learning_rate"), ("eps", "epsilon"),
+             ("betas", "beta_1", "beta1", "momentum", "beta_2", "beta2", "beta"),
+             ("weight_decay", "wd", "decay"), ("nesterov", "use_nesterov"))
 
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
@@ -318,7 +324,10 @@ class Optimizer(torch.optim.Optimizer):
         for key in hyperparameters:
             if key in names:
                 continue
-            close = difflib.get_close_matches(key, [*names, *_keywords(Optimizer.__init__)], n=1)
+            close = [name for group in _SYNONYMS if key in group
+                     for name in group if name in names and name != key][:1]
+            close = close or difflib.get_close_matches(
+                key, [*names, *_keywords(Optimizer.__init__)], n=1)
             hint = (f"did you mean {close[0]!r}?" if close else
                     f"it takes {', '.join(names)} and the options of optimlab.optim.Optimizer")
             raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword "
