@@ -98,7 +98,7 @@ ENGINES = ("reference", "eager", "compiled", "flat", "flat-compiled")
 
 COLUMNS = 64  # of case (b)'s matrices
 #: rounds of the interleaved timing: steps of each implementation (quick: as --quick repeats)
-ROUNDS = 15
+ROUNDS = 50
 
 
 def shapes(case: str, quick: bool) -> list[list[int]]:

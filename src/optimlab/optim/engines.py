@@ -777,8 +777,14 @@ def _kernel(key: str, flags: tuple, dtype: torch.dtype | None, chain: Chain,
 #: (default 10), and pieces of one size share their 0-d hyper-parameters (8 bytes each), so it
 #: ran four pieces' streams in one loop, measured 4–8 % slower than a loop each (16M elements in
 #: 64 tensors, Adam and Adagrad). Within a piece, fusion is by shared tensors (kilobytes).
+#: And the vector instructions are those the CPU reports (``cpp.vec_isa_ok``): Inductor would
+#: first compile and load a probe program for each (AVX-512, its VNNI variant, AVX2), 8 of the
+#: 13 s of a first compile on a 2-core machine (a 100-tensor Adam; 4.7 s without). Inductor
+#: keeps that answer for the process, so later compiles in it skip the probes too; a compiler
+#: that cannot build what the CPU reports fails the kernel's compile, which then runs eager
+#: (announced, see :class:`_Kernel`).
 KERNEL_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False,
-                  "score_fusion_memory_threshold": 256}
+                  "score_fusion_memory_threshold": 256, "cpp.vec_isa_ok": True}
 
 
 class _Kernel:
