@@ -97,8 +97,10 @@ ENGINES = ("reference", "eager", "compiled", "flat", "flat-compiled")
 
 
 COLUMNS = 64  # of case (b)'s matrices
-#: rounds of the interleaved timing: steps of each implementation (quick: as --quick repeats)
-ROUNDS = 50
+#: rounds of the interleaved timing: steps of each implementation (quick: as --quick repeats),
+#: ROUNDS of them, or as many as fit in ROUND_SECONDS but at least MIN_ROUNDS (a Muon or SOAP
+#: round over 64 matrices of 512×512 takes seconds)
+ROUNDS, MIN_ROUNDS, ROUND_SECONDS = 50, 8, 30.0
 
 
 def shapes(case: str, quick: bool) -> list[list[int]]:
@@ -251,7 +253,10 @@ def run_interleaved(spec: dict) -> dict:
             continue
         entries.append(entry)
     times: dict[str, list[float]] = {impl: [] for impl, *_ in entries}
+    start = time.perf_counter()
     for r in range(spec["repeats"]):
+        if r >= MIN_ROUNDS and time.perf_counter() - start > ROUND_SECONDS:
+            break
         for entry in entries[r % len(entries):] + entries[:r % len(entries)] if entries else []:
             if cuda:
                 torch.cuda.synchronize()
