@@ -47,7 +47,7 @@ EMA = "ema"
 #: to ``betas``, ``SGD(learning_rate=...)`` to ``lr``) before any merely similar spelling.
 _SYNONYMS = (("lr", "learning_rate"), ("eps", "epsilon"),
              ("betas", "beta_1", "beta1", "momentum", "beta_2", "beta2", "beta"),
-             ("weight_decay", "wd", "decay"), ("nesterov", "use_nesterov"))
+             ("weight_decay", "wd"), ("nesterov", "use_nesterov"))
 
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
