@@ -258,11 +258,11 @@ def run_interleaved(spec: dict) -> dict:
         entries.append(entry)
     times: dict[str, list[float]] = {impl: [] for impl, *_ in entries}
     start = time.perf_counter()
-    order = random.Random(0)
+    shuffled = random.Random(0)
     for r in range(spec["repeats"]):
         if r >= MIN_ROUNDS and time.perf_counter() - start > ROUND_SECONDS:
             break
-        for entry in order.sample(entries, len(entries)):
+        for entry in shuffled.sample(entries, len(entries)):
             if cuda:
                 torch.cuda.synchronize()
             times[entry[0]].append(_step(entry, cuda))

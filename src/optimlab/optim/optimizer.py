@@ -324,10 +324,10 @@ class Optimizer(torch.optim.Optimizer):
         for key in hyperparameters:
             if key in names:
                 continue
-            close = [name for group in _SYNONYMS if key in group
-                     for name in group if name in names and name != key][:1]
-            close = close or difflib.get_close_matches(
-                key, [*names, *_keywords(Optimizer.__init__)], n=1)
+            close = ([name for group in _SYNONYMS if key in group for name in group
+                      if name in names][:1]
+                     or difflib.get_close_matches(key, [*names, *_keywords(Optimizer.__init__)],
+                                                  n=1))
             hint = (f"did you mean {close[0]!r}?" if close else
                     f"it takes {', '.join(names)} and the options of optimlab.optim.Optimizer")
             raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword "
