@@ -7,6 +7,7 @@ must raise. A new optimizer gets every generic test by adding one entry here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -767,17 +768,12 @@ def cases(predicate: Callable[[OptimizerInfo], bool] = lambda info: True):
     return out
 
 
+@contextlib.contextmanager
 def default_dtype(dtype: torch.dtype):
     """Context manager: torch's default dtype (torch keeps scalar state in it)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def manager():
-        old = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        try:
-            yield
-        finally:
-            torch.set_default_dtype(old)
-
-    return manager()
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)

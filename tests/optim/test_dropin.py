@@ -13,7 +13,6 @@ error naming the engine and the fix, and are exempt from the test of the paramet
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import functools
 import inspect
@@ -30,6 +29,8 @@ import torch
 from torch import nn
 
 import optimlab.optim as oo
+
+from .database import default_dtype
 
 REL = 1e-10
 ENGINES = oo.ENGINES
@@ -105,16 +106,6 @@ def cases(specs=None, engines=ENGINES, compiled=COMPILED_SUBSET, extra=None):
                 if keep is None or keep(engine, spec):
                     out.append(pytest.param(engine, spec, name, id=f"{engine}-{spec.id}-{name}"))
     return out
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,8 @@ def quadratic(theta):
     return 0.5 * theta @ A @ theta
 
 
-def steps_to(make, target=1e-10, limit=1000):
+def on_quadratic(make):
+    """(θ, ``make([θ])``, its closure) on the quadratic, from θ = 1."""
     theta = torch.nn.Parameter(torch.ones(10, dtype=torch.float64))
     opt = make([theta])
 
@@ -27,7 +28,11 @@ def steps_to(make, target=1e-10, limit=1000):
         loss = quadratic(theta)
         loss.backward()
         return loss
+    return theta, opt, closure
 
+
+def steps_to(make, target=1e-10, limit=1000):
+    theta, opt, closure = on_quadratic(make)
     for k in range(limit):
         if quadratic(theta).item() < target:
             return k, opt
@@ -88,15 +93,7 @@ def test_stochastic_armijo_on_minibatches_satisfies_the_condition_and_learns():
 def until_converged(make, limit):
     """Steps of ``make([θ])`` on the quadratic until it says it has converged (at most
     ``limit``); the steps, the optimizer and θ."""
-    theta = torch.nn.Parameter(torch.ones(10, dtype=torch.float64))
-    opt = make([theta])
-
-    def closure():
-        opt.zero_grad()
-        loss = quadratic(theta)
-        loss.backward()
-        return loss
-
+    theta, opt, closure = on_quadratic(make)
     steps = 0
     while not opt.converged and steps < limit:
         opt.step(closure)
