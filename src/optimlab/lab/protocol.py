@@ -273,7 +273,7 @@ def _tune_tpe(plan: Callable[[float], dict], lrs: Sequence[float],
               execute_all: Callable[[list[dict]], list[Run]]) -> list[Run]:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     # TPE's start-up trials are random: with seed 0 its ten log-uniform draws over 1e-4 ... 5
     # all fell above 5e-3, so no run tried the smaller half of the range. A third of the
     # budget goes to learning rates evenly spread over the range instead (its ends included),

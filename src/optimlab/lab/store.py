@@ -95,7 +95,10 @@ class Store:
         import optuna
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # errors only: Optuna warns of a failed trial with its traceback, and every error of a
+        # run reaches the caller anyway (the study catches none); an interrupt (Ctrl-C) printed
+        # the KeyboardInterrupt's traceback before the command's own message
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
         from sqlalchemy.exc import IntegrityError, ProgrammingError
 
