@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from . import stats
 from .problems import SURFACES, Run, Surface
-from .store import GRACE
+from .store import GRACE, quiet_optuna
 from .tasks import Task, get_task
 
 __all__ = ["Summary", "sweep", "performance_profile", "execute", "mark_ties", "get_problem",
@@ -271,9 +271,7 @@ def _worker(url: str, study: str, grace: int) -> None:
 
 def _tune_tpe(plan: Callable[[float], dict], lrs: Sequence[float],
               execute_all: Callable[[list[dict]], list[Run]]) -> list[Run]:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna = quiet_optuna()
     # TPE's start-up trials are random: with seed 0 its ten log-uniform draws over 1e-4 ... 5
     # all fell above 5e-3, so no run tried the smaller half of the range. A third of the
     # budget goes to learning rates evenly spread over the range instead (its ends included),

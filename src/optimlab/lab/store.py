@@ -22,6 +22,7 @@ file beside an SQLite database), so a run is enqueued once however many plan it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -40,6 +41,18 @@ HEARTBEAT = 2
 #: for the crashed run. A shorter grace (``grace=``, ``--grace``) takes over a dead worker's
 #: run sooner; at least two heartbeats.
 GRACE = 30
+
+
+@functools.cache
+def quiet_optuna():
+    """Optuna, its logging (process-wide) set once to errors only: it warns of a failed trial
+    with the error's traceback, and every error of a run reaches the caller anyway (the studies
+    catch none); an interrupt (Ctrl-C) printed the KeyboardInterrupt's traceback before the
+    command's own message. Also silences its informational line per finished trial."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna
 
 
 def _storage_class():
@@ -92,13 +105,9 @@ class Store:
             raise ValueError(f"grace={grace!r} must be an integer >= {2 * heartbeat} (seconds, "
                              f"two heartbeats of {heartbeat} s)")
 
-        import optuna
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        # errors only: Optuna warns of a failed trial with its traceback, and every error of a
-        # run reaches the caller anyway (the study catches none); an interrupt (Ctrl-C) printed
-        # the KeyboardInterrupt's traceback before the command's own message
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        optuna = quiet_optuna()
         engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
         from sqlalchemy.exc import IntegrityError, ProgrammingError
 
