@@ -256,6 +256,29 @@ def test_bfloat16_parameters_with_float32_state(engine):
         oo.Adam([p], state_dtype=torch.int32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_compiled_half_precision_steps_equal_torchs_fused_step(dtype):
+    """The compiled engine computes a float16 or bfloat16 step in float32, as torch's fused
+    Adam: bit for bit equal to it, and finite in float16 where torch's foreach step is not
+    (ε = 1e-8 is 0 in float16; the README says so)."""
+    torch.manual_seed(0)
+    start, grad = torch.randn(4096).to(dtype), (torch.randn(4096) * 1e-3).to(dtype)
+
+    def run(make):
+        p = torch.nn.Parameter(start.clone())
+        opt = make([p])
+        for _ in range(3):
+            p.grad = grad.clone()
+            opt.step()
+        return p.detach()
+
+    ours = run(lambda ps: oo.Adam(ps, lr=1e-3, engine="compiled"))
+    assert torch.equal(ours, run(lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True)))
+    foreach = run(lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True))
+    if dtype == torch.float16:
+        assert not torch.isfinite(foreach).any() and torch.isfinite(ours).all()
+
+
 @pytest.mark.parametrize("engine", ["reference", "eager", "compiled"])
 def test_taking_a_state_dict_does_not_disturb_training(engine):
     """state_dict() in the middle of training (a checkpoint) leaves the run unchanged."""
