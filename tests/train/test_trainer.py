@@ -206,6 +206,69 @@ def test_an_optimizer_that_needs_a_closure_trains_as_torchs():
     assert ours["train_loss"][-1] < ours["train_loss"][0]
 
 
+def _schedule_free_run(tmp_path=None, **fit):
+    """Schedule-Free AdamW on the digits MLP in float64, full batch (one step an epoch),
+    validated every epoch; checkpoints every 7 steps and at every epoch's end."""
+    digits = data.digits(seed=0)
+    torch.manual_seed(0)
+    model = onn.MLP(64, [16], 10).double()
+    opt = optim.ScheduleFreeAdamW(model.parameters(), lr=2e-2, warmup_steps=3)
+    trainer = Trainer(model, opt, torch.nn.functional.cross_entropy,
+                      data.Split(digits.train.x.double(), digits.train.y),
+                      val=data.Split(digits.val.x.double(), digits.val.y), batch_size=None,
+                      progress=False, checkpoint_every=7,
+                      checkpoint_dir=None if tmp_path is None else str(tmp_path))
+    return model, trainer, trainer.fit(**fit)
+
+
+def test_schedule_free_steps_at_y_and_is_evaluated_and_left_at_x():
+    """The authors' package (``schedulefree.AdamWScheduleFree``) driven by the loop its README
+    prescribes (``optimizer.train()`` before training, ``optimizer.eval()`` before evaluating)
+    is the reference: the Trainer's validation losses and final weights equal it. Evaluated at
+    the training point y instead, the losses differ (checked, so the test can tell)."""
+    import schedulefree
+
+    model, _, history = _schedule_free_run(epochs=12)
+    digits = data.digits(seed=0)
+    x, y = digits.train.x.double(), digits.train.y
+    xv, yv = digits.val.x.double(), digits.val.y
+    torch.manual_seed(0)
+    ref_model = onn.MLP(64, [16], 10).double()
+    ref = schedulefree.AdamWScheduleFree(ref_model.parameters(), lr=2e-2, warmup_steps=3)
+    loss = torch.nn.functional.cross_entropy
+    at_x, at_y = [], []
+    for _ in range(12):
+        ref_model.train()
+        ref.train()
+        ref.zero_grad()
+        loss(ref_model(x), y).backward()
+        ref.step()
+        ref_model.eval()
+        with torch.no_grad():
+            at_y.append(float(loss(ref_model(xv), yv)))
+            ref.eval()
+            at_x.append(float(loss(ref_model(xv), yv)))
+    assert history["val_loss"] == pytest.approx(at_x, rel=1e-10)
+    assert all(abs(a - b) > 1e-4 * b for a, b in zip(at_x[1:], at_y[1:], strict=True))
+    for ours, theirs in zip(model.parameters(), ref_model.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("drop_newest", [False, True], ids=["epoch-end", "mid-epoch"])
+def test_schedule_free_resumes_to_the_same_bits(tmp_path, drop_newest):
+    """A run stopped after 10 epochs resumes from its epoch-end checkpoint (written in
+    evaluation mode, the model at x) or, with that one gone, from the mid-epoch one at step 7
+    (in training mode) and ends as the run that never stopped."""
+    straight, _, straight_history = _schedule_free_run(epochs=16)
+    _schedule_free_run(tmp_path, epochs=10)
+    if drop_newest:
+        max(tmp_path.glob("ckpt-*.pt")).unlink()
+    resumed, _, history = _schedule_free_run(tmp_path, epochs=16, resume=True)
+    assert history.rows == straight_history.rows
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), straight.parameters(),
+                                                 strict=True))
+
+
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
     """Resuming a directory written by another run (another optimizer or learning rate) is
     refused, naming what differs, instead of loading its state into this one."""

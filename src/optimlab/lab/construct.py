@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import optim
-from .stepping import mode, step
+from ..optim.stepping import mode, step
 
 __all__ = ["COMBINED", "build", "not_applicable", "parameters"]
 

@@ -18,9 +18,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ..optim.stepping import mode
+from ..optim.stepping import step as optimizer_step
 from .construct import build, not_applicable
-from .stepping import mode
-from .stepping import step as optimizer_step
 
 __all__ = ["Run", "Surface", "SURFACES", "get_surface", "run_surface", "DIVERGED"]
 

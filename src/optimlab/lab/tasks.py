@@ -19,10 +19,10 @@ from torch import Tensor, nn
 
 from .. import data
 from .. import nn as onn
+from ..optim.stepping import mode
+from ..optim.stepping import step as optimizer_step
 from .construct import build, not_applicable
 from .problems import Run
-from .stepping import mode
-from .stepping import step as optimizer_step
 
 __all__ = ["Task", "TASKS", "run_task", "get_task", "METRICS", "SCHEDULES", "parse_optimizer"]
 

@@ -11,10 +11,11 @@ from .lbfgs import LBFGS
 from .linesearch import ArmijoLineSearch, ExactLineSearch
 from .modern import ADOPT, AdaBelief, AdEMAMix, Lion, Yogi
 from .muon import Muon, muon_param_groups
-from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer, needs_closure
+from .optimizer import ENGINES, FLAVORS, NONFINITE_POLICIES, Optimizer
 from .prodigy import Prodigy
 from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from .soap import SOAP
+from .stepping import needs_closure
 from .transforms import chain
 from .trust import LARS, Lamb
 from .zoo import (

@@ -29,7 +29,7 @@ from .transforms import (
     outside_graphs,
 )
 
-__all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES", "needs_closure"]
+__all__ = ["Optimizer", "FLAVORS", "ENGINES", "NONFINITE_POLICIES"]
 
 FLAVORS = ("torch", "keras")
 ENGINES = ("auto", *ENGINE_NAMES)
@@ -48,12 +48,6 @@ EMA = "ema"
 _SYNONYMS = (("lr", "learning_rate"), ("eps", "epsilon"),
              ("betas", "beta_1", "beta1", "momentum", "beta_2", "beta2", "beta"),
              ("weight_decay", "wd"), ("nesterov", "use_nesterov"))
-
-
-def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer.step`` needs a closure that re-evaluates the loss: optimlab's
-    optimizers say so (``needs_closure``), and torch's L-BFGS does."""
-    return getattr(optimizer, "needs_closure", isinstance(optimizer, torch.optim.LBFGS))
 
 
 def alias(options: dict[str, Any], name: str, value: Any,

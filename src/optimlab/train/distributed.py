@@ -17,10 +17,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..optim import stepping
 from ..optim.engines import is_dtensor, loaded
 
 __all__ = ["STRATEGIES", "World", "active", "world", "init_from_env", "shutdown", "parallelize",
-           "make_optimizer", "unwrap", "is_sharded", "model_state", "optimizer_state",
+           "make_optimizer", "unwrap", "is_sharded", "mode", "model_state", "optimizer_state",
            "load_state", "all_sum", "gather_objects"]
 
 #: how parameters, gradients and optimizer state are spread over the processes
@@ -173,6 +174,23 @@ def _full_options():
 def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
     zero = loaded("torch.distributed.optim", "ZeroRedundancyOptimizer")
     return zero is not None and isinstance(optimizer, zero)
+
+
+def mode(optimizer: torch.optim.Optimizer, training: bool) -> None:
+    """:func:`~optimlab.optim.stepping.mode` under any strategy. Under
+    ZeroRedundancyOptimizer each rank's optimizer moves the parameters of its partition; when
+    that changed the mode (a group's ``train_mode``, Schedule-Free's), the mode is copied to the
+    wrapper's param groups (as its step copies hyper-parameters) and every rank gets every
+    partition's parameters from their owner (a collective: every rank calls it)."""
+    if not _is_zero(optimizer):
+        stepping.mode(optimizer, training)
+        return
+    local = optimizer.optim
+    before = [group.get("train_mode") for group in local.param_groups]
+    stepping.mode(local, training)
+    if [group.get("train_mode") for group in local.param_groups] != before:
+        optimizer._sync_param_groups(local.param_groups, optimizer.param_groups)
+        optimizer._sync_params()
 
 
 def model_state(model: nn.Module) -> dict[str, Any]:

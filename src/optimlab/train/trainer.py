@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
-from ..optim import needs_closure
+from ..optim import stepping
 from . import distributed
 from .checkpoint import latest, load_latest, save_atomic
 
@@ -173,6 +173,12 @@ class Trainer:
         run: what identifies the run (task, optimizer, hyper-parameters), saved in every
             checkpoint: resuming a checkpoint whose run differs is refused, naming the
             differences, instead of loading one run's state into another.
+
+    Any optimizer trains, optimlab's or torch's: one whose step needs a closure (L-BFGS) gets
+    one that re-evaluates the batch; one with separate training and evaluation points
+    (Schedule-Free's ``train()`` / ``eval()``) is in training mode for the steps and in
+    evaluation mode for each epoch's end (evaluation, callbacks, checkpoint), so the history
+    reports, and :meth:`fit` leaves the model at, the point to evaluate.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -242,7 +248,10 @@ class Trainer:
     # ----------------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, data) -> dict[str, float | None]:
-        """Mean loss (and error rate) over ``data`` in eval mode."""
+        """Mean loss (and error rate) over ``data`` in eval mode, at the optimizer's point to
+        evaluate the model at (Schedule-Free's average x: the optimizer is put in its
+        evaluation mode, and stays there until the next training epoch)."""
+        distributed.mode(self.optimizer, training=False)
         was_training = self.model.training
         self.model.eval()
         total, errors, count = 0.0, 0.0, 0
@@ -363,6 +372,7 @@ class Trainer:
 
     def _train_epoch(self, advance: Callable[[float], None]) -> None:
         self.model.train()
+        distributed.mode(self.optimizer, training=True)
         order = self._order(self.epoch)
         for x, y, n in self._batches(self.train_data, order, start=self.batch):
             self.optimizer.zero_grad()
@@ -383,11 +393,8 @@ class Trainer:
                         f"nonfinite='skip'")
                 self.skipped += 1
             else:
-                loss.backward()
-                if needs_closure(self.optimizer):  # L-BFGS re-evaluates the loss
-                    self.optimizer.step(lambda x=x, y=y, n=n: self._closure(x, y, n))
-                else:
-                    self.optimizer.step()
+                loss.backward()  # L-BFGS re-evaluates the loss in the closure
+                stepping.step(self.optimizer, lambda x=x, y=y, n=n: self._closure(x, y, n))
                 self.step += 1
                 partial = self._partial
                 partial["loss"] += value * n
@@ -422,6 +429,9 @@ class Trainer:
         return loss
 
     def _end_epoch(self) -> None:
+        # evaluation, callbacks (EarlyStopping's best weights) and the checkpoint see the
+        # point to evaluate at; the next epoch returns to the training point
+        distributed.mode(self.optimizer, training=False)
         count = max(self._partial["count"], 1)
         logs: dict[str, Any] = {
             "epoch": self.epoch + 1, "step": self.step,

@@ -1,17 +1,23 @@
-"""How the lab's training loops drive any registered optimizer: a closure for those whose step
-needs one (L-BFGS), and the train/eval switch of those that evaluate at another point than they
-train at (Schedule-Free's ``optimizer.train()`` / ``optimizer.eval()``)."""
+"""How a training loop (the Trainer's, the lab's) drives any optimizer, optimlab's or torch's: a
+closure for those whose step needs one (L-BFGS), and the train/eval switch of those that
+evaluate at another point than they train at (Schedule-Free's ``optimizer.train()`` /
+``optimizer.eval()``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..optim import needs_closure
+__all__ = ["needs_closure", "step", "mode"]
 
-__all__ = ["step", "mode"]
+
+def needs_closure(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer.step`` needs a closure that re-evaluates the loss: optimlab's
+    optimizers say so (``needs_closure``), and torch's L-BFGS does."""
+    return getattr(optimizer, "needs_closure", isinstance(optimizer, torch.optim.LBFGS))
 
 
 def step(optimizer: Optimizer, closure: Callable[[], Tensor]) -> None:
