@@ -109,6 +109,19 @@ def test_param_groups_split_hidden_matrices_from_the_rest():
         oo.muon_param_groups(model, head="lm_head")
 
 
+def test_param_groups_of_a_lazy_model_after_its_dry_run():
+    """Uninitialized parameters have no shape to decide their group by: refused, naming them
+    and the fix; after a dry run the same model is grouped."""
+    model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.LazyLinear(8), nn.ReLU(),
+                          nn.LazyLinear(3))
+    with pytest.raises(ValueError, match=r"0\.weight, 0\.bias, .*dry run"):
+        oo.muon_param_groups(model)
+    model(torch.randn(2, 5))
+    hidden, rest = oo.muon_param_groups(model)
+    assert [id(p) for p in hidden["params"]] == [id(model[0].weight), id(model[2].weight)]
+    assert len(rest["params"]) == 4  # three biases and the head's weight
+
+
 def test_muon_with_adamw_equals_torch_muon_plus_adamw_step_by_step():
     """One optimlab Muon with an AdamW group: every update equals torch.optim.Muon on the
     hidden matrices plus torch.optim.AdamW on the rest, each update from torch's parameters."""

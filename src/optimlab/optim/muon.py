@@ -185,7 +185,8 @@ def muon_param_groups(model: nn.Module, adamw: Mapping[str, Any] | None = None,
     ``muon``'s entries). ``head``: the name of the output module (``"lm_head"``),
     ``"auto"`` for the last ``nn.Linear`` registered in the model, or None for none. A
     parameter shared by two modules (tied embeddings) is listed once; empty groups are left
-    out.
+    out. A model with parameters not yet initialized (LazyModules) is refused with a
+    ``ValueError``: the grouping needs their shapes, known after a dry run.
     """
     modules = dict(model.named_modules())
     if head == "auto":
@@ -194,6 +195,13 @@ def muon_param_groups(model: nn.Module, adamw: Mapping[str, Any] | None = None,
     elif head is not None and head not in modules:
         raise ValueError(f"head={head!r} is not a module of the model: choose one of "
                          f"{', '.join(n for n in modules if n)}, 'auto' or None")
+    lazy = [name for name, p in model.named_parameters()
+            if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise ValueError(
+            f"the parameters {', '.join(lazy)} are not initialized yet (a LazyModule), and "
+            f"which group a parameter goes to depends on its shape: run the model once on a "
+            f"batch (a dry run) before muon_param_groups(model)")
     patterns = [re.compile(pattern) for pattern in exclude]
     hidden: list[Tensor] = []
     rest: list[Tensor] = []
