@@ -23,13 +23,17 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["compare", "--optimizers", "adamm"], "unknown optimizer adamm: choose from sgd"),
-    (["compare", "--problems", "moon"], "unknown problem moon: choose from rosenbrock"),
+    (["compare", "--optimizers", "adam,nadamm"],
+     "unknown optimizer 'nadamm': did you mean 'nadam'? choose one of sgd"),
+    (["compare", "--problems", "moon"],
+     "unknown problem 'moon': did you mean 'moons'? choose one of rosenbrock"),
+    (["compare", "--problems", "xyz"], "unknown problem 'xyz': choose one of rosenbrock"),
     (["compare", "--steps", "-3"], "-3 must be > 0"),
     (["compare", "--lrs", "0.1,x"], "not a comma-separated list"),
     (["compare", "--grace", "3"], "3 must be >= 4 (two heartbeats)"),
     (["run", "--grace", "x"], "'x' is not an integer"),
-    (["train", "--task", "moon"], "unknown task 'moon': choose one of noisy_quadratic"),
+    (["train", "--task", "digits"],
+     "unknown task 'digits': did you mean 'digits_mlp'? choose one of noisy_quadratic"),
     (["train", "--strategy", "dp"], "invalid choice: 'dp'"),
     (["train", "--json", "/proc/optimlab.json"], "--json /proc/optimlab.json: cannot write"),
     (["compare", "--lrs", "inf"], "learning rates must be finite and > 0"),

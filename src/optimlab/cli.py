@@ -17,6 +17,7 @@ from . import optim
 from .lab import SURFACES, TASKS
 from .lab.protocol import DEFAULT_LRS, Summary
 from .lab.store import GRACE, HEARTBEAT
+from .naming import unknown as unknown_name
 from .train import distributed
 
 DEFAULT_PROBLEMS = ("rosenbrock", "beale")
@@ -42,8 +43,8 @@ def _names(text: str, allowed: Sequence[str], what: str, parser: argparse.Argume
     names = list(allowed) if text == "all" else [n.strip().lower() for n in text.split(",") if n]
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:
-        parser.error(f"unknown {what} {', '.join(unknown) or repr(text)}: "
-                     f"choose from {', '.join(allowed)} (or 'all')")
+        parser.error(unknown_name(what, unknown[0] if unknown else text, allowed,
+                                  also=" (or 'all')"))
     return names
 
 
@@ -353,8 +354,8 @@ def cmd_classics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     chosen = [c for c in classics.CLAIMS if args.tasks == "all" or c.task in args.tasks.split(",")]
     if not chosen:
-        parser.error(f"unknown task {args.tasks}: choose from "
-                     f"{', '.join(dict.fromkeys(c.task for c in classics.CLAIMS))} (or 'all')")
+        tasks = dict.fromkeys(c.task for c in classics.CLAIMS)
+        parser.error(unknown_name("task", args.tasks, tasks, also=" (or 'all')"))
     console = Console(quiet=args.quiet)
     results = classics.run(chosen, seeds=args.seeds)
     table = Table(title="the classic comparisons, re-run here")

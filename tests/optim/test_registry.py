@@ -33,8 +33,11 @@ def test_get_passes_arguments_and_presets():
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(ValueError, match="unknown optimizer 'adamm'.*adam"):
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm': did you mean 'adam'\\? "
+                                         "choose one of sgd, .*, adafactor$"):
         oo.get("adamm", [torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match="unknown optimizer 'kfac': choose one of sgd, "):
+        oo.get("kfac", [torch.nn.Parameter(torch.zeros(1))])
 
 
 def test_flavor_defaults_differ_where_the_libraries_do():

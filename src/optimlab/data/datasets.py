@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..naming import unknown
+
 __all__ = ["Split", "Splits", "digits", "mnist", "moons", "noisy_quadratic", "teacher_student",
            "torchvision_dataset", "loader", "DATASETS"]
 
@@ -140,8 +142,7 @@ def torchvision_dataset(name: str, root: str = "~/.cache/optimlab", *, val: floa
     """Full MNIST, Fashion-MNIST or CIFAR-10 through torchvision, where it is installed and the
     files are present or downloadable; scaled to [0, 1], the official test set as ``test``."""
     if name not in TORCHVISION:
-        raise ValueError(f"unknown torchvision dataset {name!r}: choose one of "
-                         f"{', '.join(TORCHVISION)}")
+        raise ValueError(unknown("torchvision dataset", name, TORCHVISION))
     try:
         import torchvision
     except ImportError:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..naming import unknown
+
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform",
     "TruncatedNormal", "VarianceScaling", "GlorotNormal", "GlorotUniform", "XavierNormal",
@@ -300,7 +302,7 @@ def get(spec: str | Initializer, **kwargs) -> Initializer:
         return spec
     name, _, number = spec.strip().lower().partition(":")
     if name not in _REGISTRY:
-        raise ValueError(f"unknown initializer {spec!r}: choose one of {', '.join(_REGISTRY)}")
+        raise ValueError(unknown("initializer", spec, _REGISTRY))
     if number:
         try:
             value = float(number)

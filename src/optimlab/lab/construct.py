@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import optim
+from ..naming import unknown
 from ..optim.stepping import mode, step
 
 __all__ = ["COMBINED", "build", "not_applicable", "parameters"]
@@ -40,8 +41,7 @@ COMBINED = {"muon": "muon_param_groups"}
 def _known(name: str) -> str:
     key = name.lower()
     if key not in optim.REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of "
-                         f"{', '.join(optim.REGISTRY)}")
+        raise ValueError(unknown("optimizer", name, optim.REGISTRY))
     return key
 
 

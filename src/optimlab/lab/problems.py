@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ..naming import unknown
 from ..optim.stepping import mode
 from ..optim.stepping import step as optimizer_step
 from .construct import build, not_applicable
@@ -132,7 +133,7 @@ SURFACES: dict[str, Surface] = {
 
 def get_surface(name: str) -> Surface:
     if name not in SURFACES:
-        raise ValueError(f"unknown problem {name!r}: choose one of {', '.join(SURFACES)}")
+        raise ValueError(unknown("problem", name, SURFACES))
     return SURFACES[name]
 
 

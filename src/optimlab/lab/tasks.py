@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .. import data
 from .. import nn as onn
+from ..naming import unknown
 from ..optim.stepping import mode
 from ..optim.stepping import step as optimizer_step
 from .construct import build, not_applicable
@@ -245,7 +246,7 @@ TASKS: dict[str, Task] = {
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
+        raise ValueError(unknown("task", name, TASKS))
     return TASKS[name]
 
 

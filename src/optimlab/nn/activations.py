@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..naming import unknown
+
 __all__ = ["Activation", "Maxout", "get", "names"]
 
 
@@ -43,7 +45,7 @@ def get(name: str | nn.Module) -> nn.Module:
         return name
     key = name.lower()
     if key not in _REGISTRY:
-        raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(_REGISTRY)}")
+        raise ValueError(unknown("activation", name, _REGISTRY))
     return _REGISTRY[key]()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
+from ..naming import unknown
 from .adafactor import Adafactor
 from .ftrl import Ftrl
 from .lbfgs import LBFGS
@@ -545,5 +546,5 @@ def get(name: str, params, **kwargs: Any) -> Optimizer:
     """Build a registered optimizer by name: ``get("nadam", model.parameters(), lr=1e-3)``."""
     key = name.lower()
     if key not in REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(REGISTRY)}")
+        raise ValueError(unknown("optimizer", name, REGISTRY))
     return REGISTRY[key](params, **kwargs)
