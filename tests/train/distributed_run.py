@@ -32,11 +32,15 @@ OPTIONS = {"soap": {"max_precondition_dim": 6}}
 #: optimizers whose result amplifies the rounding of the gradients beyond 1e-10 in these 10
 #: steps: compared with a tolerance derived from their own sensitivity (``perturb``)
 SENSITIVE = ("soap",)
-#: clipping, which needs the norm over every rank's gradients (ZeRO: per tensor only)
-CLIPPING = {"ddp": ("global_clipnorm", "clipnorm", "clipvalue"),
-            "zero": ("clipnorm", "clipvalue"),
-            "fsdp": ("global_clipnorm", "clipnorm", "clipvalue")}
-CLIP_AT = {"global_clipnorm": 0.1, "clipnorm": 0.1, "clipvalue": 0.01}
+#: Adam with options that act across ranks: clipping, which needs the norm over every rank's
+#: gradients (ZeRO: per tensor only), and Keras' moving average of the weights, written into
+#: each rank's parameters (ZeRO: its partition's) at the end of fit
+VARIANTS = {"ddp": ("global_clipnorm", "clipnorm", "clipvalue", "use_ema"),
+            "zero": ("clipnorm", "clipvalue", "use_ema"),
+            "fsdp": ("global_clipnorm", "clipnorm", "clipvalue", "use_ema")}
+VARIANT_OPTIONS = {"global_clipnorm": {"global_clipnorm": 0.1}, "clipnorm": {"clipnorm": 0.1},
+                   "clipvalue": {"clipvalue": 0.01},
+                   "use_ema": {"use_ema": True, "ema_momentum": 0.8}}
 RESUMED = ("adam", "ftrl")  # checkpointed after one epoch, resumed by the test in one process
 ENGINES = {"ddp": ("reference", "eager", "compiled"), "zero": ("reference", "eager", "compiled"),
            "fsdp": ("auto",)}
@@ -114,9 +118,9 @@ def main(output: str, checkpoint_root: str) -> None:
         for name in supported(strategy):
             for engine in engines(strategy, name):
                 results[(strategy, name, engine)] = train(name, engine, strategy)[0]
-        for clip in CLIPPING[strategy]:
-            results[(strategy, clip)] = train("adam", every[-1], strategy,
-                                              **{clip: CLIP_AT[clip]})[0]
+        for variant in VARIANTS[strategy]:
+            results[(strategy, variant)] = train("adam", every[-1], strategy,
+                                                 **VARIANT_OPTIONS[variant])[0]
         for name in RESUMED:
             train(name, every[0], strategy, epochs=1,
                   checkpoint_dir=f"{checkpoint_root}/{strategy}-{name}")

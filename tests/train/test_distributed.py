@@ -77,14 +77,20 @@ def test_two_processes_equal_one_process(two_processes, one_process, strategy, n
     assert error <= _tolerance(name)
 
 
-@pytest.mark.parametrize("strategy,clip", [(s, c) for s, clips in run.CLIPPING.items()
-                                           for c in clips])
-def test_clipping_over_two_processes_equals_one_process(two_processes, strategy, clip):
+@pytest.mark.parametrize("strategy,variant", [(s, v) for s, variants in run.VARIANTS.items()
+                                              for v in variants])
+def test_options_across_ranks_over_two_processes_equal_one_process(two_processes, strategy,
+                                                                   variant):
+    """Clipping and the moving average of the weights (``use_ema``, which must change the final
+    weights: the run without it is another result)."""
     results, _ = two_processes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        alone, _ = run.train("adam", "reference", None, **{clip: run.CLIP_AT[clip]})
-    assert _relative_error(results[(strategy, clip)], alone) <= 1e-10
+        alone, _ = run.train("adam", "reference", None, **run.VARIANT_OPTIONS[variant])
+        if variant == "use_ema":
+            plain, _ = run.train("adam", "reference", None)
+            assert _relative_error(plain, alone) > 1e-3
+    assert _relative_error(results[(strategy, variant)], alone) <= 1e-10
 
 
 @pytest.mark.parametrize("strategy,name", [(s, n) for s in run.ENGINES for n in run.RESUMED])

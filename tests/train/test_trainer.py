@@ -18,7 +18,7 @@ import torch
 from optimlab import data, optim
 from optimlab import nn as onn
 from optimlab.optim import SGD, Adam
-from optimlab.train import EarlyStopping, Trainer, load_latest, save_atomic
+from optimlab.train import Callback, EarlyStopping, Trainer, load_latest, save_atomic
 
 SCRIPT = Path(__file__).with_name("kill_run.py")
 
@@ -267,6 +267,26 @@ def test_schedule_free_resumes_to_the_same_bits(tmp_path, drop_newest):
     assert history.rows == straight_history.rows
     assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), straight.parameters(),
                                                  strict=True))
+
+
+def test_keras_moving_average_is_written_into_the_model_at_the_end_of_fit():
+    """As Keras' ``Model.fit`` calls ``finalize_variable_values`` after its last epoch: the
+    model ends with the moving averages (each parameter's ``"ema"`` state after the last step),
+    while training and its history are those of the run without ``use_ema``."""
+    seen = []
+
+    class Record(Callback):
+        def on_train_end(self, trainer):
+            seen.append([p.detach().clone() for p in trainer.model.parameters()])
+
+    plain = _digits_trainer(Adam, lr=1e-2)
+    averaged = _digits_trainer(Adam, lr=1e-2, use_ema=True, ema_momentum=0.9)
+    averaged.callbacks.append(Record())
+    assert averaged.fit(2).rows == plain.fit(2).rows
+    raw = list(plain.model.parameters())
+    for p, q, at_end in zip(averaged.model.parameters(), raw, seen[0], strict=True):
+        assert torch.equal(p, averaged.optimizer.state[p]["ema"]) and torch.equal(p, at_end)
+        assert not torch.equal(p, q)
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):

@@ -532,8 +532,9 @@ class Optimizer(torch.optim.Optimizer):
                 averages.append(state[EMA])
                 values.append(p.detach().to(state[EMA].dtype))
         for dtype, (averages, values) in by_dtype.items():
-            if iterations == 0:
-                torch._foreach_copy_(averages, values)
+            if iterations == 0:  # one copy_ a tensor: FSDP2's DTensor has no _foreach_copy_
+                for average, value in zip(averages, values, strict=True):
+                    average.copy_(value)
                 continue
             # μ rounded to the average's precision, as Keras casts it to the variable's dtype
             mu = torch.tensor(self.ema_momentum, dtype=dtype.to_real())

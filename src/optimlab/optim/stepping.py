@@ -1,7 +1,8 @@
 """How a training loop (the Trainer's, the lab's) drives any optimizer, optimlab's or torch's: a
-closure for those whose step needs one (L-BFGS), and the train/eval switch of those that
-evaluate at another point than they train at (Schedule-Free's ``optimizer.train()`` /
-``optimizer.eval()``)."""
+closure for those whose step needs one (L-BFGS), the train/eval switch of those that evaluate
+at another point than they train at (Schedule-Free's ``optimizer.train()`` /
+``optimizer.eval()``), and the end of training of those that keep an average of the weights
+(Keras' ``use_ema``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["needs_closure", "step", "mode"]
+__all__ = ["needs_closure", "step", "mode", "finish"]
 
 
 def needs_closure(optimizer: Optimizer) -> bool:
@@ -36,3 +37,12 @@ def mode(optimizer: Optimizer, training: bool) -> None:
     switch = getattr(optimizer, "train" if training else "eval", None)
     if callable(switch):
         switch()
+
+
+def finish(optimizer: Optimizer) -> None:
+    """The end of training: an optimizer that keeps a moving average of the weights (Keras'
+    ``use_ema``) writes it into the parameters, as Keras' ``Model.fit`` calls
+    ``finalize_variable_values`` after its last epoch; other optimizers are left alone."""
+    finalize = getattr(optimizer, "finalize_variable_values", None)
+    if callable(finalize):
+        finalize()

@@ -21,8 +21,8 @@ from ..optim import stepping
 from ..optim.engines import is_dtensor, loaded
 
 __all__ = ["STRATEGIES", "World", "active", "world", "init_from_env", "shutdown", "parallelize",
-           "make_optimizer", "unwrap", "is_sharded", "mode", "model_state", "optimizer_state",
-           "load_state", "all_sum", "gather_objects"]
+           "make_optimizer", "unwrap", "is_sharded", "mode", "finish", "model_state",
+           "optimizer_state", "load_state", "all_sum", "gather_objects"]
 
 #: how parameters, gradients and optimizer state are spread over the processes
 STRATEGIES = ("ddp", "zero", "fsdp")
@@ -177,20 +177,28 @@ def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def mode(optimizer: torch.optim.Optimizer, training: bool) -> None:
-    """:func:`~optimlab.optim.stepping.mode` under any strategy. Under
-    ZeroRedundancyOptimizer each rank's optimizer moves the parameters of its partition; when
-    that changed the mode (a group's ``train_mode``, Schedule-Free's), the mode is copied to the
-    wrapper's param groups (as its step copies hyper-parameters) and every rank gets every
-    partition's parameters from their owner (a collective: every rank calls it)."""
+    """:func:`~optimlab.optim.stepping.mode` under any strategy (see :func:`_per_partition`)."""
+    _per_partition(optimizer, lambda local: stepping.mode(local, training))
+
+
+def finish(optimizer: torch.optim.Optimizer) -> None:
+    """:func:`~optimlab.optim.stepping.finish` under any strategy (see :func:`_per_partition`)."""
+    _per_partition(optimizer, stepping.finish)
+
+
+def _per_partition(optimizer: torch.optim.Optimizer,
+                   act: Callable[[torch.optim.Optimizer], None]) -> None:
+    """``act(optimizer)``, which may move parameters in place. Under ZeroRedundancyOptimizer
+    each rank's optimizer acts on the parameters of its partition; the wrapper's param groups
+    then get the local ones' settings (a mode, as its step copies hyper-parameters) and every
+    rank gets every partition's parameters from their owner, as after a step (a collective:
+    every rank calls it)."""
     if not _is_zero(optimizer):
-        stepping.mode(optimizer, training)
+        act(optimizer)
         return
-    local = optimizer.optim
-    before = [group.get("train_mode") for group in local.param_groups]
-    stepping.mode(local, training)
-    if [group.get("train_mode") for group in local.param_groups] != before:
-        optimizer._sync_param_groups(local.param_groups, optimizer.param_groups)
-        optimizer._sync_params()
+    act(optimizer.optim)
+    optimizer._sync_param_groups(optimizer.optim.param_groups, optimizer.param_groups)
+    optimizer._sync_params()
 
 
 def model_state(model: nn.Module) -> dict[str, Any]:

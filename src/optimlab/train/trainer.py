@@ -178,7 +178,9 @@ class Trainer:
     one that re-evaluates the batch; one with separate training and evaluation points
     (Schedule-Free's ``train()`` / ``eval()``) is in training mode for the steps and in
     evaluation mode for each epoch's end (evaluation, callbacks, checkpoint), so the history
-    reports, and :meth:`fit` leaves the model at, the point to evaluate.
+    reports, and :meth:`fit` leaves the model at, the point to evaluate; one that keeps a
+    moving average of the weights (Keras' ``use_ema``) writes it into the model at the end of
+    :meth:`fit`, before the callbacks' ``on_train_end``, as Keras' ``Model.fit`` does.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -366,6 +368,7 @@ class Trainer:
                     break
                 self._end_epoch()
                 bar.remove_task(task)
+        distributed.finish(self.optimizer)  # Keras' use_ema: the averages into the weights
         for callback in self.callbacks:
             callback.on_train_end(self)
         return self.history
