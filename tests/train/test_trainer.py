@@ -289,6 +289,18 @@ def test_keras_moving_average_is_written_into_the_model_at_the_end_of_fit():
         assert not torch.equal(p, q)
 
 
+def test_keras_loss_scaling_back_propagates_the_scaled_loss():
+    """As Keras' ``Model.fit``: the loss is multiplied by ``loss_scale_factor`` before the
+    backward pass and the step divides the gradients by it again; with a power of two both are
+    exact, so the run equals the unscaled one bit for bit (unscaled, the step would divide the
+    true gradients by 1024)."""
+    scaled = _digits_trainer(SGD, lr=0.1, loss_scale_factor=1024.0)
+    plain = _digits_trainer(SGD, lr=0.1)
+    assert scaled.fit(2).rows == plain.fit(2).rows
+    assert all(torch.equal(p, q) for p, q in zip(scaled.model.parameters(),
+                                                 plain.model.parameters(), strict=True))
+
+
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
     """Resuming a directory written by another run (another optimizer or learning rate) is
     refused, naming what differs, instead of loading its state into this one."""

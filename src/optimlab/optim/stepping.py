@@ -1,8 +1,9 @@
 """How a training loop (the Trainer's, the lab's) drives any optimizer, optimlab's or torch's: a
-closure for those whose step needs one (L-BFGS), the train/eval switch of those that evaluate
-at another point than they train at (Schedule-Free's ``optimizer.train()`` /
-``optimizer.eval()``), and the end of training of those that keep an average of the weights
-(Keras' ``use_ema``)."""
+closure for those whose step needs one (L-BFGS), the loss scaled for the backward pass of those
+that unscale the gradients in their step (Keras' ``loss_scale_factor``), the train/eval switch
+of those that evaluate at another point than they train at (Schedule-Free's
+``optimizer.train()`` / ``optimizer.eval()``), and the end of training of those that keep an
+average of the weights (Keras' ``use_ema``)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,21 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["needs_closure", "step", "mode", "finish"]
+__all__ = ["needs_closure", "scale_loss", "step", "mode", "finish"]
 
 
 def needs_closure(optimizer: Optimizer) -> bool:
     """Whether ``optimizer.step`` needs a closure that re-evaluates the loss: optimlab's
     optimizers say so (``needs_closure``), and torch's L-BFGS does."""
     return getattr(optimizer, "needs_closure", isinstance(optimizer, torch.optim.LBFGS))
+
+
+def scale_loss(optimizer: Optimizer, loss: Tensor) -> Tensor:
+    """The loss to back-propagate: ``optimizer.scale_loss(loss)`` for an optimizer that has it
+    (Keras' ``loss_scale_factor``, whose step divides the gradients by the factor again; Keras'
+    ``Model.fit`` scales every training loss so), else ``loss``."""
+    scale = getattr(optimizer, "scale_loss", None)
+    return scale(loss) if callable(scale) else loss
 
 
 def step(optimizer: Optimizer, closure: Callable[[], Tensor]) -> None:

@@ -174,13 +174,18 @@ class Trainer:
             checkpoint: resuming a checkpoint whose run differs is refused, naming the
             differences, instead of loading one run's state into another.
 
-    Any optimizer trains, optimlab's or torch's: one whose step needs a closure (L-BFGS) gets
-    one that re-evaluates the batch; one with separate training and evaluation points
-    (Schedule-Free's ``train()`` / ``eval()``) is in training mode for the steps and in
-    evaluation mode for each epoch's end (evaluation, callbacks, checkpoint), so the history
-    reports, and :meth:`fit` leaves the model at, the point to evaluate; one that keeps a
-    moving average of the weights (Keras' ``use_ema``) writes it into the model at the end of
-    :meth:`fit`, before the callbacks' ``on_train_end``, as Keras' ``Model.fit`` does.
+    Any optimizer trains, optimlab's or torch's (:mod:`optimlab.optim.stepping`):
+
+    * one whose step needs a closure (L-BFGS) gets one that re-evaluates the batch;
+    * one with a ``loss_scale_factor`` (Keras') back-propagates the scaled loss, as Keras'
+      ``Model.fit`` does (the history reports the loss itself);
+    * one with separate training and evaluation points (Schedule-Free's ``train()`` /
+      ``eval()``) is in training mode for the steps and in evaluation mode for each epoch's end
+      (evaluation, callbacks, checkpoint), so the history reports, and :meth:`fit` leaves the
+      model at, the point to evaluate;
+    * one that keeps a moving average of the weights (Keras' ``use_ema``) writes it into the
+      model at the end of :meth:`fit`, before the callbacks' ``on_train_end``, as Keras'
+      ``Model.fit`` does.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -396,7 +401,7 @@ class Trainer:
                         f"nonfinite='skip'")
                 self.skipped += 1
             else:
-                loss.backward()  # L-BFGS re-evaluates the loss in the closure
+                stepping.scale_loss(self.optimizer, loss).backward()  # Keras' loss scaling
                 stepping.step(self.optimizer, lambda x=x, y=y, n=n: self._closure(x, y, n))
                 self.step += 1
                 partial = self._partial
