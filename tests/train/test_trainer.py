@@ -80,6 +80,22 @@ def test_checkpoint_keeps_the_rng_states_and_loads_weights_only(tmp_path):
     np.random.set_state(loaded["numpy"])  # a state NumPy takes back
 
 
+def test_cuda_generators_are_saved_and_restored(tmp_path, monkeypatch):
+    """Once CUDA is in use, every device's generator goes into the checkpoint (dropout on a GPU
+    draws from them) and comes back on as many devices as the resuming machine has. The test
+    machines have no GPU: torch.cuda's functions stand in for two devices, resumed on one."""
+    trainer = _digits_trainer(SGD, lr=0.1)
+    states = [torch.tensor([1, 2], dtype=torch.uint8), torch.tensor([3], dtype=torch.uint8)]
+    restored = {}
+    for name, value in (("is_available", lambda: True), ("is_initialized", lambda: True),
+                        ("get_rng_state_all", lambda: states), ("device_count", lambda: 1),
+                        ("set_rng_state", lambda s, d: restored.__setitem__(d, s))):
+        monkeypatch.setattr(torch.cuda, name, value)
+    save_atomic(trainer.state_dict(), str(tmp_path), 1)
+    trainer.load_state_dict(load_latest(str(tmp_path)))
+    assert list(restored) == [0] and torch.equal(restored[0], states[0])
+
+
 class _Payload:
     """Unpickling this calls os.mkdir(path): code run by merely opening the file."""
 

@@ -80,11 +80,13 @@ def _complete(path: str) -> bool:
 
 def _load(path: str) -> dict[str, Any]:
     """Load one checkpoint without running code from it (``weights_only=True``; the RNG states'
-    NumPy types allowed). A complete file holding anything else is refused with
-    ``pickle.UnpicklingError``: a checkpoint from an untrusted source should not be trusted."""
+    NumPy types allowed), onto the CPU: a run written on a GPU resumes on a machine without
+    one (loading copies the tensors to the model's and optimizer's devices). A complete file
+    holding anything else is refused with ``pickle.UnpicklingError``: a checkpoint from an
+    untrusted source should not be trusted."""
     with torch.serialization.safe_globals(_safe_globals()):
         try:
-            return torch.load(path, weights_only=True)
+            return torch.load(path, weights_only=True, map_location="cpu")
         except pickle.UnpicklingError as error:
             if not _complete(path):
                 raise

@@ -276,13 +276,25 @@ class Trainer:
 
     # ---------------------------------------------------------------------- checkpoints
     def _rng_state(self) -> dict[str, Any]:
-        return {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "numpy": np.random.get_state()}
+        """This process's generators: torch's CPU one, Python's, NumPy's and, once CUDA is in
+        use, every CUDA device's (dropout on a GPU draws from those)."""
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": np.random.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
 
     def _set_rng_state(self, state: dict[str, Any]) -> None:
+        """The generators of :meth:`_rng_state`; the CUDA ones of the devices this process has
+        (none when it resumes on a machine without a GPU, where the run cannot be bit-exact
+        anyway: its kernels are others)."""
         torch.set_rng_state(state["torch"])
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
+        cuda = state.get("cuda", [])
+        if cuda and torch.cuda.is_available():
+            for device, generator in enumerate(cuda[:torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(generator, device)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs, the model and optimizer whole (under torch.distributed a
