@@ -366,3 +366,16 @@ def test_bad_arguments():
         Trainer(model, opt, torch.nn.functional.mse_loss, split, progress=False).fit(0)
     with pytest.raises(ValueError, match="patience=-1"):
         EarlyStopping(patience=-1)
+    # a typo in a monitored metric: at construction (the plateau's), at the first epoch's end
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    with pytest.raises(ValueError, match="plateau_metric: unknown metric 'val_los': did you "
+                                         "mean 'val_loss'\\? choose one of train_loss, val_loss "):
+        Trainer(model, opt, torch.nn.functional.mse_loss, split, val=split, scheduler=plateau,
+                plateau_metric="val_los")
+    with pytest.raises(ValueError, match="choose one of train_loss \\(val_ and test_ metrics "
+                                         "need the val and test splits\\)"):
+        Trainer(model, opt, torch.nn.functional.mse_loss, split, scheduler=plateau)
+    trainer = Trainer(model, opt, torch.nn.functional.mse_loss, split, val=split,
+                      progress=False, callbacks=[EarlyStopping(monitor="val_los")])
+    with pytest.raises(KeyError, match="did you mean 'val_loss'"):
+        trainer.fit(1)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
+from ..naming import unknown
 from ..optim import stepping
 from . import distributed
 from .checkpoint import latest, load_latest, save_atomic
@@ -103,8 +104,8 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer, logs):
         if self.monitor not in logs or logs[self.monitor] is None:
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, which the logs lack; "
-                           f"have: {', '.join(k for k, v in logs.items() if v is not None)}")
+            have = [k for k, v in logs.items() if v is not None]
+            raise KeyError(f"EarlyStopping's monitor: {unknown('metric', self.monitor, have)}")
         value = logs[self.monitor]
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, logs["epoch"], 0
@@ -220,6 +221,10 @@ class Trainer:
             first_target = train[0][1]
             classification = torch.is_tensor(first_target) and not first_target.is_floating_point()
         self.classification = classification
+        if (isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+                and plateau_metric not in self.metrics()):
+            raise ValueError(f"plateau_metric: {unknown('metric', plateau_metric, self.metrics())}"
+                             f" (val_ and test_ metrics need the val and test splits)")
         self.history = History()
         self.epoch = 0  # completed epochs
         self.batch = 0  # batches done in the current epoch
@@ -228,6 +233,16 @@ class Trainer:
         self.examples = 0  # examples trained on by this Trainer object (all ranks), for speed
         self.stop = False
         self._partial = {"loss": 0.0, "errors": 0.0, "count": 0}
+
+    def metrics(self) -> list[str]:
+        """The metrics of every epoch's logs (``plateau_metric`` must be one, checked when the
+        Trainer is made): the training loss, the validation and test losses where those splits
+        are given, and the error rates with classification."""
+        splits = ["train"] + [name for name, data in (("val", self.val_data),
+                                                       ("test", self.test_data))
+                              if data is not None]
+        kinds = ("loss", "error") if self.classification else ("loss",)
+        return [f"{split}_{kind}" for split in splits for kind in kinds]
 
     # ------------------------------------------------------------------------------ data
     def _order(self, epoch: int) -> Tensor:
