@@ -102,8 +102,10 @@ def train(name: str, engine: str, strategy: str | None, epochs: int = EPOCHS,
     opt = distributed.make_optimizer(functools.partial(get, name), model.parameters(), strategy,
                                      lr=LR.get(name, 0.05), engine=engine,
                                      **{**OPTIONS.get(name, {}), **options})
+    # a schedule per epoch: what the strategies' wrappers keep of the param groups is checked
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     trainer = Trainer(model, opt, torch.nn.functional.cross_entropy, data, batch_size=BATCH,
-                      progress=False, seed=3, checkpoint_dir=checkpoint_dir)
+                      progress=False, seed=3, checkpoint_dir=checkpoint_dir, scheduler=scheduler)
     batches = []
     model.register_forward_hook(lambda *_: batches.append(1))
     trainer.fit(epochs, resume=resume)

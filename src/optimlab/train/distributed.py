@@ -189,15 +189,18 @@ def finish(optimizer: torch.optim.Optimizer) -> None:
 def _per_partition(optimizer: torch.optim.Optimizer,
                    act: Callable[[torch.optim.Optimizer], None]) -> None:
     """``act(optimizer)``, which may move parameters in place. Under ZeroRedundancyOptimizer
-    each rank's optimizer acts on the parameters of its partition; the wrapper's param groups
-    then get the local ones' settings (a mode, as its step copies hyper-parameters) and every
-    rank gets every partition's parameters from their owner, as after a step (a collective:
-    every rank calls it)."""
+    each rank's optimizer acts on the parameters of its partition, with the param groups
+    synchronized around it as the wrapper's step does (the wrapper's settings, a scheduler's
+    learning rate, into the local groups first; the local ones, a mode, back after), and every
+    rank then gets every partition's parameters from their owner, as after a step (a
+    collective: every rank calls it)."""
     if not _is_zero(optimizer):
         act(optimizer)
         return
-    act(optimizer.optim)
-    optimizer._sync_param_groups(optimizer.optim.param_groups, optimizer.param_groups)
+    local = optimizer.optim
+    optimizer._sync_param_groups(optimizer.param_groups, local.param_groups)
+    act(local)
+    optimizer._sync_param_groups(local.param_groups, optimizer.param_groups)
     optimizer._sync_params()
 
 
