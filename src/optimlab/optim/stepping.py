@@ -43,15 +43,19 @@ def step(optimizer: Optimizer, closure: Callable[[], Tensor]) -> None:
 def mode(optimizer: Optimizer, training: bool) -> None:
     """Put an optimizer with separate training and evaluation points in the wanted mode (its
     ``train()`` / ``eval()`` methods); other optimizers have no modes and are left alone."""
-    switch = getattr(optimizer, "train" if training else "eval", None)
-    if callable(switch):
-        switch()
+    _call_if_defined(optimizer, "train" if training else "eval")
 
 
 def finish(optimizer: Optimizer) -> None:
     """The end of training: an optimizer that keeps a moving average of the weights (Keras'
     ``use_ema``) writes it into the parameters, as Keras' ``Model.fit`` calls
     ``finalize_variable_values`` after its last epoch; other optimizers are left alone."""
-    finalize = getattr(optimizer, "finalize_variable_values", None)
-    if callable(finalize):
-        finalize()
+    _call_if_defined(optimizer, "finalize_variable_values")
+
+
+def _call_if_defined(optimizer: Optimizer, method: str) -> None:
+    """``optimizer.<method>()`` for an optimizer that has the method (the optional parts of
+    the protocol above); nothing for one that has not."""
+    bound = getattr(optimizer, method, None)
+    if callable(bound):
+        bound()

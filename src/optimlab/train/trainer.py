@@ -268,12 +268,17 @@ class Trainer:
         return math.ceil(len(self.train_data) / size)
 
     # ----------------------------------------------------------------------- evaluation
-    @torch.no_grad()
     def evaluate(self, data) -> dict[str, float | None]:
         """Mean loss (and error rate) over ``data`` in eval mode, at the optimizer's point to
         evaluate the model at (Schedule-Free's average x: the optimizer is put in its
         evaluation mode, and stays there until the next training epoch)."""
         distributed.mode(self.optimizer, training=False)
+        return self._evaluate(data)
+
+    @torch.no_grad()
+    def _evaluate(self, data) -> dict[str, float | None]:
+        """:meth:`evaluate` in the optimizer's current mode (the end of an epoch has switched
+        it once for every split: under ZeRO each switch broadcasts the parameters)."""
         was_training = self.model.training
         self.model.eval()
         total, errors, count = 0.0, 0.0, 0
@@ -476,7 +481,7 @@ class Trainer:
         }
         for name, data in (("val", self.val_data), ("test", self.test_data)):
             if data is not None:
-                metrics = self.evaluate(data)
+                metrics = self._evaluate(data)
                 logs[f"{name}_loss"], logs[f"{name}_error"] = metrics["loss"], metrics["error"]
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
