@@ -23,7 +23,9 @@ __all__ = ["LBFGS", "LINE_SEARCHES"]
 #: the values ``line_search_fn`` takes (None: a fixed step ``lr``).
 LINE_SEARCHES = (None, "strong_wolfe")
 
-_DEFAULTS = {"lr": 1.0, "max_iter": 20, "max_eval": None, "tolerance_grad": 1e-7,
+#: torch's defaults, ``lr`` an int as torch's (a step the line search takes at its first trial
+#: keeps the int, so the state's ``t`` has torch's type)
+_DEFAULTS = {"lr": 1, "max_iter": 20, "max_eval": None, "tolerance_grad": 1e-7,
              "tolerance_change": 1e-9, "history_size": 100, "line_search_fn": None}
 
 #: options of the base optimizer that change the gradient the closure computed or the state:
