@@ -343,6 +343,34 @@ def test_large_same_shaped_tensors_of_a_tensor_chain_are_stacks_of_one(engine):
     assert relative_error(flat(ours), flat(theirs)) <= 1e-12
 
 
+def test_compiled_engine_gathers_only_tensors_under_a_thousand_elements():
+    """The compiled kernel takes several pieces of any size per call, so a tensor from
+    SINGLE_COMPILED elements on is a piece of its own (its parameter and gradient views, not
+    copied in and out); smaller ones, and eager's up to SINGLE, are gathered together. Equal to
+    torch.optim.Adam either way."""
+    torch.manual_seed(0)
+    shapes = [(engines.SINGLE_COMPILED,)] * 3 + [(engines.SINGLE_COMPILED - 1,)] * 2
+    ours = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    compiled = oo.Adam(ours, lr=0.01, engine="compiled")
+    ref = torch.optim.Adam(theirs, lr=0.01)
+    for _ in range(2):
+        for p, q in zip(ours, theirs, strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        compiled.step()
+        ref.step()
+    assert relative_error(flat(ours), flat(theirs)) <= 1e-12
+
+    def packs(opt):
+        return sorted(len(pack.params) for plan in opt._engine.plans.values()
+                      for cohort in plan.cohorts for pack in cohort.packs)
+    assert packs(compiled) == [1, 1, 1, 2]
+    eager = oo.Adam(ours, lr=0.01, engine="eager")
+    eager.step()
+    assert packs(eager) == [5]
+
+
 def test_compiled_engine_runs_stacks_of_several_small_tensors_eager():
     """A chain of whole tensors (LAMB) under engine='compiled': a stack of several small
     same-shaped tensors runs as in eager (its per-tensor reductions compiled to loops slower
