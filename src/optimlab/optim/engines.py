@@ -90,13 +90,15 @@ CHUNK = 1 << 19
 #: a parameter at least this large is a piece of its own; smaller ones are gathered together
 #: (a chain of whole tensors: stacked).
 SINGLE = 1 << 15
-#: the same for the compiled engines, whose kernel takes :data:`SLOTS` pieces of any sizes per
-#: call: a gathered piece is copied in and out at every step (two more passes over its
+#: the same for the 1-D pieces of the compiled engines, whose kernel takes :data:`SLOTS`
+#: pieces of any sizes per call: a gathered piece is copied in and out at every step (two more passes over its
 #: parameter, one over its gradient), which costs more than a slot of a call once a tensor has
 #: about a thousand elements. Measured on 2,000 tensors (SGD with momentum, against torch's
 #: foreach): of 100 elements, gathered 4.8 ms a step, a piece each 7.6 ms; of 1,000, equal
 #: (10.6, 10.5 ms); of 3,000, 20.5 against 17.1 ms; of 1K–10K (the speed benchmark's case b),
-#: 27.5 against 17.7 ms (Schedule-Free SGD 32 against 19 ms, Adam 32 against 28 ms).
+#: 27.5 against 17.7 ms (Schedule-Free SGD 32 against 19 ms, Adam 32 against 28 ms). Stacks
+#: keep :data:`SINGLE`: a chain of whole tensors over case b's tensors as stacks of one each
+#: ran slower than eager's batched stacks (Prodigy 174 against 131 ms).
 SINGLE_COMPILED = 1 << 10
 #: elements of a stack of same-shaped tensors (chains of ``scope = "tensor"``) updated together.
 STACK = 1 << 22
@@ -603,15 +605,17 @@ class PackedEngine:
         return plan
 
     def _split(self, pairs: list[tuple[Tensor, dict]], stacked: bool) -> list[list]:
-        """A cohort's members in pieces: a large parameter alone, small ones together (stacks
-        of one shape: up to :data:`STACK` elements together; a stack of one parameter is a
-        view of it, a stack of several is gathered, which costs more than the fewer calls
-        save once a tensor has :attr:`single` elements)."""
+        """A cohort's members in pieces: a parameter of :attr:`single` elements or more
+        alone, smaller ones together; stacks of one shape (a chain of whole tensors): up to
+        :data:`STACK` elements together below :data:`SINGLE` elements under every engine (a
+        stack of one parameter is a view of it, a stack of several is gathered, which costs
+        more than the fewer calls save from there on; the compiled kernel runs a stack of
+        several eager, batched, see :meth:`CompiledEngine._compiles`)."""
         if self.flat and not stacked:
             return [pairs]
         if stacked:
             n = pairs[0][0].numel()
-            count = 1 if n >= self.single else STACK // max(1, n)
+            count = 1 if n >= SINGLE else STACK // max(1, n)
             return [pairs[i:i + count] for i in range(0, len(pairs), count)]
         parts, small, size = [], [], 0
         for pair in pairs:
