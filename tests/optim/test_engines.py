@@ -331,16 +331,25 @@ def test_large_same_shaped_tensors_of_a_tensor_chain_are_stacks_of_one(engine):
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
     opt = oo.Lamb(ours, lr=0.01, weight_decay=0.1, engine=engine)
     ref = oo.Lamb(theirs, lr=0.01, weight_decay=0.1, engine="reference")
-    for _ in range(2):
+    _steps_beside(opt, ours, ref, theirs)
+    assert _pack_sizes(opt) == [1, 1, 1, 3]
+    assert relative_error(flat(ours), flat(theirs)) <= 1e-12
+
+
+def _steps_beside(opt, ours, ref, theirs, steps=2):
+    """``steps`` steps of both optimizers on the same random gradients."""
+    for _ in range(steps):
         for p, q in zip(ours, theirs, strict=True):
             p.grad = torch.randn_like(p)
             q.grad = p.grad.clone()
         opt.step()
         ref.step()
-    packs = sorted(len(pack.params) for plan in opt._engine.plans.values()
-                   for cohort in plan.cohorts for pack in cohort.packs)
-    assert packs == [1, 1, 1, 3]
-    assert relative_error(flat(ours), flat(theirs)) <= 1e-12
+
+
+def _pack_sizes(opt):
+    """The parameters in each pack of the engine's plans, sorted."""
+    return sorted(len(pack.params) for plan in opt._engine.plans.values()
+                  for cohort in plan.cohorts for pack in cohort.packs)
 
 
 def test_compiled_engine_gathers_only_tensors_under_a_thousand_elements():
@@ -354,21 +363,12 @@ def test_compiled_engine_gathers_only_tensors_under_a_thousand_elements():
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
     compiled = oo.Adam(ours, lr=0.01, engine="compiled")
     ref = torch.optim.Adam(theirs, lr=0.01)
-    for _ in range(2):
-        for p, q in zip(ours, theirs, strict=True):
-            p.grad = torch.randn_like(p)
-            q.grad = p.grad.clone()
-        compiled.step()
-        ref.step()
+    _steps_beside(compiled, ours, ref, theirs)
     assert relative_error(flat(ours), flat(theirs)) <= 1e-12
-
-    def packs(opt):
-        return sorted(len(pack.params) for plan in opt._engine.plans.values()
-                      for cohort in plan.cohorts for pack in cohort.packs)
-    assert packs(compiled) == [1, 1, 1, 2]
+    assert _pack_sizes(compiled) == [1, 1, 1, 2]
     eager = oo.Adam(ours, lr=0.01, engine="eager")
     eager.step()
-    assert packs(eager) == [5]
+    assert _pack_sizes(eager) == [5]
 
 
 def test_compiled_engine_runs_stacks_of_several_small_tensors_eager():
