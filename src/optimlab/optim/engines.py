@@ -90,15 +90,17 @@ CHUNK = 1 << 19
 #: a parameter at least this large is a piece of its own; smaller ones are gathered together
 #: (a chain of whole tensors: stacked).
 SINGLE = 1 << 15
-#: the same for the 1-D pieces of the compiled engines, whose kernel takes :data:`SLOTS`
-#: pieces of any sizes per call: a gathered piece is copied in and out at every step (two more passes over its
-#: parameter, one over its gradient), which costs more than a slot of a call once a tensor has
-#: about a thousand elements. Measured on 2,000 tensors (SGD with momentum, against torch's
-#: foreach): of 100 elements, gathered 4.8 ms a step, a piece each 7.6 ms; of 1,000, equal
-#: (10.6, 10.5 ms); of 3,000, 20.5 against 17.1 ms; of 1K–10K (the speed benchmark's case b),
-#: 27.5 against 17.7 ms (Schedule-Free SGD 32 against 19 ms, Adam 32 against 28 ms). Stacks
-#: keep :data:`SINGLE`: a chain of whole tensors over case b's tensors as stacks of one each
-#: ran slower than eager's batched stacks (Prodigy 174 against 131 ms).
+#: the same for the 1-D pieces of the compiled engines, whose kernel takes :data:`SLOTS` pieces of
+#: any sizes per call: a gathered piece is copied in and out at every step (two more passes over its
+#: parameter, one over its gradient), which costs more than a slot of a call once a tensor has about
+#: a thousand elements. Measured on 2,000 tensors (SGD with momentum, against torch's foreach): of
+#: 100 elements, gathered 4.8 ms a step, a piece each 7.6 ms; of 1,000, equal (10.6, 10.5 ms); of
+#: 3,000, 20.5 against 17.1 ms; of 1K–10K (the speed benchmark's case b), 27.5 against 17.7 ms
+#: (Schedule-Free SGD 32 against 19 ms, Adam 32 against 28 ms). Stacks keep :data:`SINGLE`: a chain
+#: of whole tensors over case b's tensors as stacks of one each ran slower than eager's batched
+#: stacks (Prodigy 174 against 131 ms). The price is in the first step: more pieces make wider
+#: graphs (Adam, empty compile cache: a 4-layer MLP of 8 tensors 6.8 → 8.3 s; 100 tensors of 2K
+#: elements 4.9 → 17 s, as 100 of 40K take, 15 s).
 SINGLE_COMPILED = 1 << 10
 #: elements of a stack of same-shaped tensors (chains of ``scope = "tensor"``) updated together.
 STACK = 1 << 22
