@@ -302,6 +302,8 @@ def matrix_work(opt, params, device: torch.device) -> dict:
     rate, and a plain ``torch.mm`` of each parameter's shape (X·Xᵀ) for comparison."""
     from torch.profiler import ProfilerActivity, profile
 
+    from optimlab.optim.matmul import PROFILED
+
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
                                            else [])
     for p in params:  # the gradients of run_one, given back if consumed
@@ -317,6 +319,13 @@ def matrix_work(opt, params, device: torch.device) -> dict:
     key = "device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     seconds = sum(getattr(e, key) for e in events) / 1e6
     flops = sum(e.flops for e in events)
+    # optimlab's bfloat16 products on a CPU (optimlab.optim.matmul): elementwise operations
+    # under one named range, its shape in the name
+    for e in prof.key_averages():
+        if e.key.startswith(PROFILED + "["):
+            m, k, n = map(int, e.key[len(PROFILED) + 1:-1].split("x"))
+            seconds += e.cpu_time_total / 1e6
+            flops += 2 * m * k * n * e.count
     mats = [p.detach() for p in params if p.dim() == 2]
     for x in mats[:2]:  # warm-up
         torch.mm(x, x.T)

@@ -17,7 +17,7 @@ from optimlab.optim.transforms import newton_schulz
 from .database import default_dtype
 
 COEFFICIENTS = (3.4445, -4.7750, 2.0315)
-SHAPES = [(6, 4), (4, 6), (1, 6), (1, 1), (32, 64), (96, 48), (128, 128)]
+SHAPES = [(6, 4), (4, 6), (1, 6), (1, 1), (32, 64), (96, 48), (128, 128), (130, 150)]
 
 
 @pytest.fixture(autouse=True)

@@ -60,6 +60,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import matmul
+
 __all__ = [
     "per_tensor",
     "Transform",
@@ -1461,8 +1463,9 @@ def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dt
     to bfloat16) and the result is in it.
 
     ``batched=False`` runs the iteration on each matrix of the stack with the 2-D operators
-    torch's Muon uses (``@``, ``Tensor.norm``, ``torch.addmm``), so that the result is torch's
-    bit for bit; ``batched=True`` runs it once on the whole stack (``torch.baddbmm``), fewer
+    torch's Muon uses (``@``, ``Tensor.norm``, ``torch.addmm``; in bfloat16 on a CPU, its
+    arithmetic in a faster form, :func:`optimlab.optim.matmul.addmm`), so that the result is
+    torch's bit for bit; ``batched=True`` runs it once on the whole stack (``torch.baddbmm``), fewer
     and larger products, whose bfloat16 results may differ from the 2-D ones by a rounding of
     the accumulation (measured on CPU: about one element in 10⁴ by one bfloat16 ulp).
     ``x`` is not modified.
@@ -1481,7 +1484,7 @@ def newton_schulz(x: Tensor, coefficients: Sequence, steps, eps, dtype: torch.dt
 def _iterate(x: Tensor, a: float, b: float, c: float, steps: int, eps: float,
              normalization: str) -> Tensor:
     """:func:`newton_schulz` on a matrix, or batched on a stack, which it normalizes in place."""
-    addmm = torch.addmm if x.dim() == 2 else torch.baddbmm
+    addmm = matmul.addmm if x.dim() == 2 else torch.baddbmm
     wide = x.size(-2) > x.size(-1)
     if wide:
         x = x.mT
