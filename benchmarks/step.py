@@ -100,8 +100,12 @@ ENGINES = ("reference", "eager", "compiled", "flat", "flat-compiled")
 COLUMNS = 64  # of case (b)'s matrices
 #: rounds of the interleaved timing: steps of each implementation (quick: as --quick repeats),
 #: ROUNDS of them, or as many as fit in ROUND_SECONDS but at least MIN_ROUNDS (a Muon or SOAP
-#: round over 64 matrices of 512×512 takes seconds)
-ROUNDS, MIN_ROUNDS, ROUND_SECONDS = 50, 8, 30.0
+#: round over 64 matrices of 512×512 takes seconds), but 2 once the rounds have taken
+#: SLOW_SECONDS: where torch multiplies bfloat16 matrices with its scalar kernel (a CPU without
+#: native bfloat16, see optimlab.optim.matmul), torch's and heavyball's Muon steps over case (a)
+#: take minutes each. A step of more than WARM_SECONDS is warm after one step (warm-up and the
+#: timing of a memory run stop there; the first step pays one-off costs, a compilation).
+ROUNDS, MIN_ROUNDS, ROUND_SECONDS, SLOW_SECONDS, WARM_SECONDS = 50, 8, 30.0, 300.0, 2.0
 
 
 def shapes(case: str, quick: bool) -> list[list[int]]:
@@ -199,9 +203,12 @@ def run_one(spec: dict) -> dict:
     feed()
     cuda = device.type == "cuda"
     opt = make(spec["impl"], spec["algorithm"], params)
-    for _ in range(spec["warmup"]):
+    for w in range(spec["warmup"]):
         feed()
+        start = time.perf_counter()
         opt.step()
+        if w and time.perf_counter() - start > WARM_SECONDS:
+            break
     # memory beyond parameters and gradients: the state, plus what a step allocates and frees
     if cuda:
         torch.cuda.synchronize()
@@ -220,6 +227,8 @@ def run_one(spec: dict) -> dict:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        if times[-1] > WARM_SECONDS:
+            break
     transient = (torch.cuda.max_memory_allocated() if cuda else _status_bytes("VmHWM")) - before
     state = state_bytes(opt)
     result = {"seconds": statistics.median(times), "state_bytes": state,
@@ -250,8 +259,9 @@ def run_interleaved(spec: dict) -> dict:
         try:
             opt = make(impl, spec["algorithm"], params)
             entry = (impl, opt, params, grads)
-            for _ in range(spec["warmup"]):
-                _step(entry)
+            for w in range(spec["warmup"]):
+                if _step(entry) > WARM_SECONDS and w:
+                    break
         except Exception as error:  # noqa: BLE001 - reported per implementation
             out[impl] = {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
             continue
@@ -260,7 +270,9 @@ def run_interleaved(spec: dict) -> dict:
     start = time.perf_counter()
     shuffled = random.Random(0)
     for r in range(spec["repeats"]):
-        if r >= MIN_ROUNDS and time.perf_counter() - start > ROUND_SECONDS:
+        elapsed = time.perf_counter() - start
+        if ((r >= MIN_ROUNDS and elapsed > ROUND_SECONDS)
+                or (r >= 2 and elapsed > SLOW_SECONDS)):
             break
         for entry in shuffled.sample(entries, len(entries)):
             if cuda:
