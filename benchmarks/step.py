@@ -108,16 +108,17 @@ COLUMNS = 64  # of case (b)'s matrices
 ROUNDS, MIN_ROUNDS, ROUND_SECONDS, SLOW_SECONDS, WARM_SECONDS = 50, 8, 30.0, 300.0, 2.0
 
 
-def shapes(case: str, quick: bool) -> list[list[int]]:
+def shapes(case: str, quick: bool, count: int | None = None) -> list[list[int]]:
     """(a): 64 matrices of 512×512 (quick: 16 of 128×128); (b): 2,000 matrices of 1K–10K
-    elements, 64 columns each (quick: 20 — heavyball compiles once per shape)."""
+    elements, 64 columns each (quick: 20 — heavyball compiles once per shape); ``count``: the
+    first ``count`` of them."""
     if case == "a":
-        side, count = (128, 16) if quick else (512, 64)
-        return [[side, side]] * count
+        side, n = (128, 16) if quick else (512, 64)
+        return [[side, side]] * (n if count is None else min(n, count))
     gen = torch.Generator().manual_seed(0)
     count = 20 if quick else 2000
     sizes = torch.randint(1000, 10001, (count,), generator=gen).tolist()
-    return [[max(1, n // COLUMNS), COLUMNS] for n in sizes]
+    return [[max(1, n // COLUMNS), COLUMNS] for n in sizes][:count]
 
 
 def numel(shape: list[int]) -> int:
@@ -399,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cases", default="a,b")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    parser.add_argument("--tensors", type=int,
+                        help="only the first N tensors of each case (a shorter run where steps "
+                             "take seconds each: Muon over case (a) on a CPU without native "
+                             "bfloat16)")
     parser.add_argument("--out", help="write the results as JSON here (after each optimizer; "
                                       "a run with the same file resumes)")
     parser.add_argument("--skip", default="",
@@ -423,13 +428,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--algorithms: unknown {', '.join(unknown)}; known: "
                      f"{', '.join(ALGORITHMS)}")
     skip = {s for s in args.skip.split(",") if s}
+    if args.tensors is not None and args.tensors < 1:
+        parser.error(f"--tensors {args.tensors}: must be at least 1")
     warmup, repeats = (2, 3) if args.quick else (3, 10)
     results = {"device": args.device, "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "quick": args.quick, "cases": {}}
+               "torch": torch.__version__, "quick": args.quick, "tensors": args.tensors,
+               "cases": {}}
     if args.out and os.path.exists(args.out):
         with open(args.out) as f:
             previous = json.load(f)
-        if all(previous.get(k) == results[k] for k in ("device", "torch", "quick")):
+        if all(previous.get(k) == results[k] for k in ("device", "torch", "quick", "tensors")):
             results = previous
             print(f"resuming {args.out}: keeping what it has measured", flush=True)
 
@@ -441,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             os.replace(tmp, args.out)
 
     for case in args.cases.split(","):
-        sizes = shapes(case, args.quick)
+        sizes = shapes(case, args.quick, args.tensors)
         n = sum(map(numel, sizes))
 
         def run(impl, algorithm, sizes=sizes, warmup=warmup, repeats=repeats):
