@@ -116,8 +116,7 @@ def shapes(case: str, quick: bool, count: int | None = None) -> list[list[int]]:
         side, n = (128, 16) if quick else (512, 64)
         return [[side, side]] * (n if count is None else min(n, count))
     gen = torch.Generator().manual_seed(0)
-    count = 20 if quick else 2000
-    sizes = torch.randint(1000, 10001, (count,), generator=gen).tolist()
+    sizes = torch.randint(1000, 10001, (20 if quick else 2000,), generator=gen).tolist()
     return [[max(1, n // COLUMNS), COLUMNS] for n in sizes][:count]
 
 
