@@ -69,34 +69,27 @@ def _emulated(c: Tensor, a: Tensor, b: Tensor, beta: float, alpha: float) -> Ten
     # named with its shape, so that torch.profiler can tell (and benchmarks/step.py counts) it
     # as a matrix product of 2·m·k·n FLOPs
     with torch.profiler.record_function(f"{PROFILED}[{m}x{k}x{n}]"):
-        return _products(c, a, b, beta, alpha)
-
-
-def _products(c: Tensor, a: Tensor, b: Tensor, beta: float, alpha: float) -> Tensor:
-    (m, k), n = a.shape, b.shape[1]
-    whole = k - k % 4
-    # the scalars as the kernel has them: float32 (``Scalar::to<float>``)
-    beta32 = torch.tensor(beta, dtype=torch.float32)
-    alpha32 = torch.tensor(alpha, dtype=torch.float32)
-    a32, b32 = a.float(), b.float()
-    columns = a32[:, :whole].view(m, whole // 4, 4).permute(1, 2, 0).unsqueeze(3)  # (k/4,4,m,1)
-    rows = b32[:whole].view(whole // 4, 4, 1, n)                                   # (k/4,4,1,n)
-    out = torch.empty(m, n, dtype=torch.bfloat16)
-    block = max(1, BLOCK // (4 * n))
-    for r0 in range(0, m, block):
-        r1 = min(m, r0 + block)
-        sums = torch.zeros(4, r1 - r0, n, dtype=torch.float32)
-        for q in range(whole // 4):
-            sums.addcmul_(columns[q, :, r0:r1], rows[q])
-        for l in range(whole, k):
-            sums[0].addcmul_(a32[r0:r1, l, None], b32[None, l, :])
-        dot = ((sums[0] + sums[1]) + sums[2]) + sums[3]
-        scaled = (alpha32 * dot).double()
-        if beta32.item() == 0:  # the kernel's branch: c is not read
-            out[r0:r1] = scaled.float()
-        else:
-            out[r0:r1] = (beta32.double() * c[r0:r1].double() + scaled).float()
-    return out
+        whole = k - k % 4
+        # the scalars as the kernel has them: float32 (``Scalar::to<float>``)
+        beta32 = torch.tensor(beta, dtype=torch.float32)
+        alpha32 = torch.tensor(alpha, dtype=torch.float32)
+        reads_c = beta32.item() != 0  # the kernel's branch: with β = 0, c is not read
+        a32, b32 = a.float(), b.float()
+        columns = a32[:, :whole].view(m, whole // 4, 4).permute(1, 2, 0).unsqueeze(3)
+        rows = b32[:whole].view(whole // 4, 4, 1, n)  # columns (k/4, 4, m, 1), rows (k/4, 4, 1, n)
+        out = torch.empty(m, n, dtype=torch.bfloat16)
+        block = max(1, BLOCK // (4 * n))
+        for r0 in range(0, m, block):
+            r1 = min(m, r0 + block)
+            sums = torch.zeros(4, r1 - r0, n, dtype=torch.float32)
+            for q in range(whole // 4):
+                sums.addcmul_(columns[q, :, r0:r1], rows[q])
+            for l in range(whole, k):
+                sums[0].addcmul_(a32[r0:r1, l, None], b32[None, l, :])
+            scaled = (alpha32 * (((sums[0] + sums[1]) + sums[2]) + sums[3])).double()
+            out[r0:r1] = (beta32.double() * c[r0:r1].double() + scaled if reads_c
+                          else scaled).float()
+        return out
 
 
 @functools.cache
