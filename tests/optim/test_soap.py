@@ -113,3 +113,14 @@ def test_registry_and_bad_data_format():
     assert isinstance(oo.get("soap", [p]), oo.SOAP)
     with pytest.raises(ValueError, match="data_format"):
         oo.SOAP([p], data_format="NHWC")
+
+
+def test_rotated_buffers_must_be_the_inner_transforms():
+    from optimlab.optim.soap import ShampooEigenbasis
+    from optimlab.optim.transforms import Adapt, AverageGradient
+
+    with pytest.raises(ValueError, match="rotated=.*'exp_avg'.*not buffers"):
+        ShampooEigenbasis(Adapt("ema", "betas.1"), rotated=("exp_avg",))
+    basis = ShampooEigenbasis([AverageGradient("betas.0", bias_correction=False),
+                               Adapt("ema", "betas.1")], rotated=("exp_avg",))
+    assert basis.state[-4:] == ("exp_avg", "exp_avg_sq", "grad_avg", "max_exp_avg_sq")

@@ -7,6 +7,7 @@ eigenbases per dimension, and any elementwise transform run in that basis) makes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from .transforms import (
     Adapt,
     AverageGradient,
     BiasCorrection,
+    Chain,
     Delayed,
     FixedWeightDecay,
     LearningRate,
@@ -52,28 +54,41 @@ def merge_small_dims(shape: tuple[int, ...], limit: int) -> list[int]:
 
 
 class ShampooEigenbasis(Transform):
-    r"""An elementwise transform run in the eigenbasis of Shampoo's preconditioner.
+    r"""Elementwise transforms run in the eigenbasis of Shampoo's preconditioner.
 
     For a tensor with (working) dimensions :math:`d_1, \dots, d_n`, each dimension k of size
     at most ``max_precondition_dim`` keeps Shampoo's statistic and an orthogonal basis of it:
 
     .. math::
         L_k \leftarrow \beta_s L_k + (1-\beta_s)\, G_{(k)} G_{(k)}^\top, \qquad
-        \hat u = u \times_1 Q_1^\top \cdots \times_n Q_n^\top, \qquad
+        \hat x = x \times_1 Q_1^\top \cdots \times_n Q_n^\top, \qquad
         \text{out} = \text{inner}(\hat u, \hat g) \times_1 Q_1 \cdots \times_n Q_n
 
     (:math:`G_{(k)}` the mode-k unfolding of the gradient, :math:`\times_k` the mode-k
-    product; a larger dimension keeps the identity). With ``inner`` Adam's second moment
-    (:class:`~optimlab.optim.transforms.Adapt`) this is SOAP. The statistics move after the
+    product; a larger dimension keeps the identity). ``inner`` is one elementwise transform or
+    a sequence of them (a chain); its buffers live in the basis. With ``inner`` Adam's first
+    and second moments (:class:`~optimlab.optim.transforms.AverageGradient`,
+    :class:`~optimlab.optim.transforms.Adapt`) this is SOAP. The statistics move after the
     direction is computed, with the gradient of this step; the first gradient
     (:meth:`warmup`, inside :class:`~optimlab.optim.transforms.Delayed`) sets
     :math:`Q_k` to the eigenvectors of :math:`L_k` (``torch.linalg.eigh`` of
     :math:`L_k + 10^{-30}I`, eigenvalues descending); every ``precondition_frequency`` steps
     after, one step of power iteration refreshes it: with :math:`P = L_k Q_k`, the columns
     sorted by the estimated eigenvalues :math:`\operatorname{diag}(Q_k^\top P)` (descending),
-    :math:`Q_k \leftarrow \operatorname{qr}(P)` (in float32, as the reference), and the inner
-    transform's buffers (Adam's :math:`v`, which lives in the basis) permuted the same way.
+    :math:`Q_k \leftarrow \operatorname{qr}(P)` (in float32, as the reference). The inner
+    buffers named in ``rotated`` — linear in the gradients they averaged, as Adam's first
+    moment :math:`\hat m` — are rotated into the new basis,
+    :math:`\hat m \leftarrow (\hat m \times_k Q_k^{-\top}) \times_k Q_k'^\top` (the inverse, not
+    the transpose: the float32 QR makes :math:`Q_k` orthogonal only to float32 rounding), so
+    they equal the average of the gradients projected into it; the others (Adam's :math:`v`,
+    quadratic in them) are only permuted the same way as the columns, SOAP's approximation.
     β_s = ``shampoo_beta``, or ``betas[1]`` when None.
+
+    SOAP's reference keeps :math:`m` in the parameter's basis and projects it at each step;
+    kept in the basis and rotated at a refresh instead, it is the same :math:`\hat m_t =
+    m_t \times_k Q_k^\top` to rounding, for an inverse and two products per dimension at a
+    refresh instead of two products at every step: 6 products a step for a matrix instead of 8.
+    The bases themselves (from the gradients alone) keep the reference's bits.
 
     One-dimensional tensors are preconditioned only with ``precondition_1d``. With
     ``merge_dims`` neighbouring dimensions are merged while their product stays at most
@@ -81,7 +96,7 @@ class ShampooEigenbasis(Transform):
     tensor NHWC → NCHW first); a tensor whose whole size fits becomes one dimension.
 
     The matrix products are taken one tensor of the stack at a time, with the reference's own
-    ``torch.tensordot`` calls, so that every engine and the reference get the same bits: while
+    ``torch.tensordot`` calls, so that every engine and the reference get the same bases: while
     a statistic is rank-deficient (its first steps) the basis of its null space is decided by
     rounding, and batched products, which round differently, would pick another one.
     ``eigh`` and ``qr`` run batched over the stack (their results per matrix are the same).
@@ -103,13 +118,22 @@ class ShampooEigenbasis(Transform):
     scope = "tensor"
     fuses = False
 
-    def __init__(self, inner: Transform, channels_last: bool = False):
+    def __init__(self, inner: Transform | Sequence[Transform], channels_last: bool = False,
+                 rotated: Sequence[str] = ()):
+        if not isinstance(inner, Transform):
+            inner = Chain(inner)
         if inner.scope != "element" or inner.reduces:
-            raise ValueError(f"inner={inner!r} must be an elementwise transform without a "
-                             f"reduction: it runs on the coordinates of the eigenbasis")
+            raise ValueError(f"inner={inner!r} must be elementwise transforms without a "
+                             f"reduction: they run on the coordinates of the eigenbasis")
+        unknown = [name for name in rotated if name not in inner.state]
+        if unknown:
+            raise ValueError(f"rotated={tuple(rotated)!r}: {unknown} are not buffers of "
+                             f"inner={inner!r}, whose state is {inner.state}")
         self.inner = inner
         if channels_last:  # only then, so that the default keeps its repr
             self.channels_last = True
+        if rotated:
+            self.rotated = tuple(rotated)
         self.linear = inner.linear
         self.hyperparameters = {**inner.hyperparameters, "shampoo_beta": UNIT,
                                 "precondition_frequency": "[1, inf)",
@@ -174,16 +198,19 @@ class ShampooEigenbasis(Transform):
 
     # ---------------------------------------------------------------------------- the math
     @outside_graphs
-    def _project(self, x: Tensor, s, hp, dims, backward: bool = False) -> Tensor:
+    def _project(self, x: Tensor, s, hp, dims, backward: bool = False,
+                 bases: dict[int, Tensor] | None = None) -> Tensor:
         """Each tensor of the stack ``x`` into the eigenbasis (or back), as the reference's
         ``project``: a ``tensordot`` per dimension (a permutation for an unpreconditioned one),
-        which leaves the dimensions in their order."""
+        which leaves the dimensions in their order. ``bases`` (dimension → stack of matrices)
+        replaces the state's ``Q.{k}``."""
+        bases = bases or {k: s[f"Q.{k}"] for k in dims}
         out = []
         for b in range(x.shape[0]):
             y = self._to_working(x[b], hp)
             for k in range(y.dim()):
                 if k in dims:
-                    y = torch.tensordot(y, s[f"Q.{k}"][b], dims=[[0], [1 if backward else 0]])
+                    y = torch.tensordot(y, bases[k][b], dims=[[0], [1 if backward else 0]])
                 else:
                     y = y.permute([*range(1, y.dim()), 0])
             out.append(self._from_working(y, x.shape[1:], hp))
@@ -215,32 +242,37 @@ class ShampooEigenbasis(Transform):
             s[f"Q.{k}"].copy_(torch.flip(_eigenvectors(statistic + 1e-30 * eye), dims=[-1]))
 
     def prepare(self, s, hp, step):
-        c = dict(self.inner.prepare(s, hp, step))
-        c["refresh"] = step % int(hp["precondition_frequency"]) == 0
-        return c
+        return {"inner": self.inner.prepare(s, hp, step),
+                "refresh": step % int(hp["precondition_frequency"]) == 0}
 
     def update(self, u, g, s, p, hp, c):
         _, dims = self._working(tuple(u.shape[1:]), hp)
-        refresh, c = c["refresh"], {k: v for k, v in c.items() if k != "refresh"}
-        if not dims:
-            out = self.inner.update(u, g, s, p, hp, c)
-        else:
-            out = self.inner.update(self._project(u, s, hp, dims), self._project(g, s, hp, dims),
-                                    s, p, hp, c)
-            if isinstance(out, tuple):
-                out = (self._project(out[0], s, hp, dims, backward=True), out[1])
-            else:
-                out = self._project(out, s, hp, dims, backward=True)
+        u_basis, g_basis = u, g
+        if dims:  # the gradient is projected once where it is the incoming direction too
+            g_basis = self._project(g, s, hp, dims)
+            u_basis = g_basis if u is g else self._project(u, s, hp, dims)
+        out = self.inner.update(u_basis, g_basis, s, p, hp, c["inner"])
+        out, factor = out if isinstance(out, tuple) else (out, None)
+        if dims:
+            out = self._project(out, s, hp, dims, backward=True)
         self._accumulate(g, s, hp, dims)
-        if dims and refresh:
+        if dims and c["refresh"]:
             self._refresh(s, hp, dims, u.shape)
-        return out
+        return out if factor is None else (out, factor)
 
     @outside_graphs
     def _refresh(self, s, hp, dims, shape) -> None:
         """One step of power iteration per dimension, as the reference's
-        ``get_orthogonal_matrix_qr``; the inner buffers permuted with the eigenvalues' order."""
-        inner = [name for name in self.inner.state if name in s]
+        ``get_orthogonal_matrix_qr``; the inner buffers permuted with the eigenvalues' order,
+        the ``rotated`` ones rotated into the new basis."""
+        rotated = getattr(self, "rotated", ())
+        if rotated:  # x̂ = x ×_k Q_kᵀ, so x = x̂ ×_k Q_k⁻ᵀ: Q_k is orthogonal only to the
+            # float32 rounding of its QR, and Q_k's transpose would miss the reference's x̂
+            # by as much (1e-7 relative in float64)
+            inverses = {k: torch.linalg.inv(s[f"Q.{k}"]) for k in dims}
+            unrotated = {name: self._project(s[name], s, hp, dims, bases=inverses)
+                         for name in rotated}
+        inner = [name for name in self.inner.state if name in s and name not in rotated]
         working = {name: [self._to_working(s[name][b], hp) for b in range(shape[0])]
                    for name in inner}
         for k in dims:
@@ -258,6 +290,8 @@ class ShampooEigenbasis(Transform):
         for name in inner:
             for b in range(shape[0]):
                 s[name][b].copy_(self._from_working(working[name][b], shape[1:], hp))
+        for name in rotated:
+            s[name].copy_(self._project(unrotated[name], s, hp, dims))
 
 
 def _eigenvectors(matrix: Tensor) -> Tensor:
@@ -285,7 +319,10 @@ class SOAP(Optimizer):
         p_t = \Bigl(p_{t-1} - \eta\,\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\, n_t\Bigr)
               (1 - \eta\lambda)
 
-    (the first moment is kept in the parameter's own basis and projected at each step).
+    (both moments are kept in the basis; at a refresh :math:`\hat m` is rotated into the new
+    one, where the reference keeps :math:`m` in the parameter's basis and projects it at each
+    step: the same numbers to rounding, with 6 matrix products a step for a matrix instead of
+    8).
     ``correct_bias=False`` leaves out the factor :math:`\sqrt{1-\beta_2^t}/(1-\beta_1^t)`;
     ``normalize_gradient=True`` divides :math:`n_t` by its RMS + ε first. The first gradient
     only initializes the preconditioner (:math:`Q_k` from ``eigh``) and makes no step, and t
@@ -301,7 +338,7 @@ class SOAP(Optimizer):
     data_format="channels_first", eps=1e-8``. ``data_format`` (``"channels_last"``: a 4-D
     tensor is NHWC, permuted before its dimensions are merged) only matters with
     ``merge_dims``, and is fixed when the optimizer is built, as the reference keeps it on the
-    optimizer. State: ``step``, ``exp_avg``, ``exp_avg_sq`` (in the eigenbasis), ``GG.{k}``
+    optimizer. State: ``step``, ``exp_avg``, ``exp_avg_sq`` (both in the eigenbasis), ``GG.{k}``
     and ``Q.{k}`` per preconditioned dimension k (the reference's lists ``GG`` and ``Q``).
 
     Reference: Vyas, Morwani, Zhao, Kwun, Shapira, Brandfonbrener, Janson, Kakade, "SOAP:
@@ -349,9 +386,9 @@ class SOAP(Optimizer):
 
     @staticmethod
     def _chain(channels_last: bool) -> Delayed:
-        return Delayed([AverageGradient("betas.0", bias_correction=False),
-                        ShampooEigenbasis(Adapt("ema", "betas.1", eps="after_root"),
-                                          channels_last=channels_last),
+        return Delayed([ShampooEigenbasis([AverageGradient("betas.0", bias_correction=False),
+                                           Adapt("ema", "betas.1", eps="after_root")],
+                                          channels_last=channels_last, rotated=("exp_avg",)),
                         NormalizeRms("normalize_gradient"),
                         BiasCorrection("betas.0", switch="correct_bias"),
                         BiasCorrection("betas.1", power=-0.5, switch="correct_bias"),
