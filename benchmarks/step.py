@@ -21,6 +21,13 @@ second process that reuses the cache. Nothing here asserts timings.
 With ``--out`` the file is rewritten after every optimizer, and a second run with the same
 ``--out`` keeps the optimizers already measured there (same cases and device) and measures only
 the rest, so an interrupted run loses nothing finished.
+
+heavyball compiles its step with max-autotune once per tensor shape: case (b)'s 2,000 tensors
+have about 140 shapes, and on a 2-core CPU its Adam had not finished warming up after 12
+minutes. There, measure case (b) without it, resuming the same file:
+
+    python benchmarks/step.py --cases a --out step.json
+    python benchmarks/step.py --cases b --skip heavyball --out step.json
 """
 
 from __future__ import annotations
