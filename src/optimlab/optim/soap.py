@@ -266,12 +266,12 @@ class ShampooEigenbasis(Transform):
         ``get_orthogonal_matrix_qr``; the inner buffers permuted with the eigenvalues' order,
         the ``rotated`` ones rotated into the new basis."""
         rotated = getattr(self, "rotated", ())
-        if rotated:  # x̂ = x ×_k Q_kᵀ, so x = x̂ ×_k Q_k⁻ᵀ: Q_k is orthogonal only to the
-            # float32 rounding of its QR, and Q_k's transpose would miss the reference's x̂
-            # by as much (1e-7 relative in float64)
-            inverses = {k: torch.linalg.inv(s[f"Q.{k}"]) for k in dims}
-            unrotated = {name: self._project(s[name], s, hp, dims, bases=inverses)
-                         for name in rotated}
+        # x̂ = x ×_k Q_kᵀ, so x = x̂ ×_k Q_k⁻ᵀ: Q_k is orthogonal only to the float32 rounding
+        # of its QR, and Q_k's transpose would miss the reference's x̂ by as much (1e-7
+        # relative in float64)
+        inverses = {k: torch.linalg.inv(s[f"Q.{k}"]) for k in dims} if rotated else {}
+        unrotated = {name: self._project(s[name], s, hp, dims, bases=inverses)
+                     for name in rotated}
         inner = [name for name in self.inner.state if name in s and name not in rotated]
         working = {name: [self._to_working(s[name][b], hp) for b in range(shape[0])]
                    for name in inner}
@@ -290,8 +290,8 @@ class ShampooEigenbasis(Transform):
         for name in inner:
             for b in range(shape[0]):
                 s[name][b].copy_(self._from_working(working[name][b], shape[1:], hp))
-        for name in rotated:
-            s[name].copy_(self._project(unrotated[name], s, hp, dims))
+        for name, value in unrotated.items():
+            s[name].copy_(self._project(value, s, hp, dims))
 
 
 def _eigenvectors(matrix: Tensor) -> Tensor:
